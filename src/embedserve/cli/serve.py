@@ -1,0 +1,9 @@
+"""CLI verbs: serve (placeholder until implemented)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    return None

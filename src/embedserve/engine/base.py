@@ -1,0 +1,50 @@
+"""The engine seam: tokenise texts, and turn token ids into pooled vectors.
+
+Everything above the engine (library, batcher, server, index) talks to this protocol only, so a
+:class:`~embedserve.engine.fake.FakeEngine` can stand in for ONNX Runtime in fast tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    name: str  # display name, e.g. "all-minilm:latest"
+    dim: int  # output dimensions
+    max_tokens: int  # window, special tokens included (256 for all-minilm)
+    pooling: str  # "mean" | "cls" | "max" | "mean_sqrt_len"
+    normalize: bool  # the model's own pipeline ends in Normalize
+    digest: str = ""  # sha256 of the weights
+
+
+@runtime_checkable
+class Engine(Protocol):
+    info: EngineInfo
+
+    def tokenize(self, texts: Sequence[str], *, truncate: bool = True) -> list[list[int]]:
+        """Token ids per text, special tokens included, cut at ``info.max_tokens`` when truncating.
+
+        With ``truncate=False`` an over-long text raises ``InputTooLong(index, tokens, limit)``.
+        """
+        ...
+
+    def embed_ids(self, batch: Sequence[Sequence[int]]) -> np.ndarray:
+        """Pooled, *un-normalised* float32 vectors of shape (len(batch), dim); pads per batch."""
+        ...
+
+    def token_spans(self, text: str) -> list[tuple[int, int]]:
+        """Character (start, end) of each non-special token of ``text``, untruncated (for chunking)."""
+        ...
+
+
+@runtime_checkable
+class Encoder(Protocol):
+    """Anything that turns texts into vectors: the library, an HTTP client, a fake."""
+
+    def encode(self, texts: list[str]) -> np.ndarray: ...
