@@ -1,0 +1,148 @@
+"""The library entry point: ``Embedder("all-minilm").encode(texts)``.
+
+Batching here sorts the texts by token length and cuts batches under a padded-token budget
+(longest x count), so one long text never makes many short ones pay for its padding.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, overload
+
+import numpy as np
+
+from embedserve.config import Settings, load
+from embedserve.engine.base import Engine, EngineInfo
+from embedserve.errors import InvalidInput
+from embedserve.vectors import l2_normalize, truncate_dimensions
+
+DEFAULT_BATCH_TOKENS = 8192  # padded tokens per batch; see BENCHMARKS.md
+DEFAULT_MAX_BATCH = 256  # texts per batch, whatever their length
+_CHUNK = 4096  # texts tokenised at a time: bounds memory for huge inputs
+
+
+def plan_batches(lengths: Sequence[int], budget: int, max_count: int) -> list[list[int]]:
+    """Indices grouped into batches: longest first, each within ``longest x count <= budget``."""
+    order = sorted(range(len(lengths)), key=lengths.__getitem__, reverse=True)
+    batches: list[list[int]] = []
+    current: list[int] = []
+    width = 0
+    for i in order:
+        n = lengths[i]
+        w = max(width, n)
+        if current and (w * (len(current) + 1) > budget or len(current) >= max_count):
+            batches.append(current)
+            current, w = [], n
+        current.append(i)
+        width = w
+    if current:
+        batches.append(current)
+    return batches
+
+
+class Embedder:
+    """Sentence embeddings from an installed model (pulled visibly on first use unless offline)."""
+
+    def __init__(
+        self,
+        model: str = "all-minilm",
+        *,
+        settings: Settings | None = None,
+        threads: int | None = None,
+        pull_progress: Callable[[Any], None] | None = None,
+    ) -> None:
+        from embedserve.service.loader import load_engine
+
+        settings = settings or load()
+        if pull_progress is None:
+            from embedserve.store.progress import stderr_progress
+
+            pull_progress = stderr_progress()
+        self._engine: Engine = load_engine(
+            model, settings, threads=threads, pull_progress=pull_progress
+        )
+
+    @classmethod
+    def from_engine(cls, engine: Engine) -> Embedder:
+        self = cls.__new__(cls)
+        self._engine = engine
+        return self
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
+    @property
+    def info(self) -> EngineInfo:
+        return self._engine.info
+
+    @property
+    def dim(self) -> int:
+        return self._engine.info.dim
+
+    def count_tokens(self, texts: Sequence[str], *, truncate: bool = True) -> list[int]:
+        return [len(ids) for ids in self._engine.tokenize(list(texts), truncate=truncate)]
+
+    def token_spans(self, text: str) -> list[tuple[int, int]]:
+        return self._engine.token_spans(text)
+
+    @overload
+    def encode(self, texts: str, **kw: Any) -> np.ndarray: ...
+    @overload
+    def encode(self, texts: Sequence[str], **kw: Any) -> np.ndarray: ...
+
+    def encode(
+        self,
+        texts: str | Sequence[str],
+        *,
+        batch_size: int | None = None,
+        normalize: bool = True,
+        truncate: bool = True,
+        dimensions: int | None = None,
+        batch_tokens: int | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> np.ndarray:
+        """Float32 vectors, shape (n, d), or (d,) for a single string.
+
+        ``normalize``: unit length (cosine = dot); ``False`` gives the raw pooled vectors.
+        ``truncate=False`` raises ``InputTooLong`` (with the text's index and token count) instead
+        of cutting at the model's window. ``dimensions`` keeps the first d values and re-normalises.
+        ``batch_size`` caps texts per batch; batches are also cut at ``batch_tokens`` padded tokens.
+        """
+        single = isinstance(texts, str)
+        items = [texts] if single else list(texts)
+        if batch_size is not None and batch_size < 1:
+            raise InvalidInput(f"batch_size must be at least 1, got {batch_size}")
+        if dimensions is not None and dimensions < 1:
+            raise InvalidInput(f"dimensions must be at least 1, got {dimensions}")
+        engine = self._engine
+        out = np.empty((len(items), engine.info.dim), dtype=np.float32)
+        budget = batch_tokens or DEFAULT_BATCH_TOKENS
+        max_count = batch_size or DEFAULT_MAX_BATCH
+        for start in range(0, len(items), _CHUNK):
+            chunk = items[start : start + _CHUNK]
+            try:
+                ids = engine.tokenize(chunk, truncate=truncate)
+            except InvalidInput as err:
+                index = getattr(err, "index", None)
+                if index is not None and start:  # report the index in the caller's list
+                    from embedserve.errors import InputTooLong
+
+                    raise InputTooLong(start + index, err.tokens, err.limit) from None  # type: ignore[attr-defined]
+                raise
+            if len(ids) == 1:
+                out[start] = engine.embed_ids(ids)[0]
+            else:
+                for batch in plan_batches([len(x) for x in ids], budget, max_count):
+                    vecs = engine.embed_ids([ids[i] for i in batch])
+                    out[[start + i for i in batch]] = vecs
+                    if progress is not None:
+                        progress(len(batch))
+                continue
+            if progress is not None:
+                progress(1)
+        if normalize or dimensions is not None:
+            out = l2_normalize(out)
+        if dimensions is not None:
+            out = truncate_dimensions(out, dimensions)
+        return out[0] if single else out

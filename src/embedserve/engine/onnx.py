@@ -1,0 +1,89 @@
+"""The ONNX Runtime engine: one session per model, pooled vectors out.
+
+Threads come from the process's CPU quota (affinity and cgroup), never the host's core count.
+Padding is per batch: the batch is padded to its own longest sequence.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from embedserve.config import cpu_quota
+from embedserve.engine.base import EngineInfo
+from embedserve.engine.tokenizer import TextTokenizer
+from embedserve.errors import EngineError
+
+
+def session_options(threads: int | None = None, optimized_path: Path | None = None):  # type: ignore[no-untyped-def]
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads or cpu_quota()
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.log_severity_level = 3
+    if optimized_path is not None:
+        so.optimized_model_filepath = str(optimized_path)
+    return so
+
+
+def providers() -> list[str]:
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+
+
+def pad_batch(batch: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
+    """Right-pad to the batch's own longest sequence: (input_ids, attention_mask), int64."""
+    n = len(batch)
+    width = max(len(ids) for ids in batch)
+    ids = np.zeros((n, width), dtype=np.int64)
+    mask = np.zeros((n, width), dtype=np.int64)
+    for row, seq in enumerate(batch):
+        ids[row, : len(seq)] = seq
+        mask[row, : len(seq)] = 1
+    return ids, mask
+
+
+class OnnxEngine:
+    def __init__(
+        self,
+        graph: Path,
+        tokenizer: TextTokenizer,
+        info: EngineInfo,
+        *,
+        threads: int | None = None,
+    ) -> None:
+        import onnxruntime as ort
+
+        self.info = info
+        self.tokenizer = tokenizer
+        self.threads = threads or cpu_quota()
+        try:
+            self._session = ort.InferenceSession(
+                str(graph), sess_options=session_options(self.threads), providers=providers()
+            )
+        except Exception as err:  # onnxruntime raises its own types
+            raise EngineError(f"cannot load {graph}: {err}") from err
+        self._run = self._session.run
+
+    def tokenize(self, texts: Sequence[str], *, truncate: bool = True) -> list[list[int]]:
+        return self.tokenizer.encode(texts, truncate=truncate)
+
+    def token_spans(self, text: str) -> list[tuple[int, int]]:
+        return self.tokenizer.spans(text)
+
+    def embed_ids(self, batch: Sequence[Sequence[int]]) -> np.ndarray:
+        if not batch:
+            return np.zeros((0, self.info.dim), dtype=np.float32)
+        ids, mask = pad_batch(batch)
+        try:
+            (out,) = self._run(["pooled"], {"input_ids": ids, "attention_mask": mask})
+        except Exception as err:
+            raise EngineError(f"inference failed: {err}") from err
+        return out

@@ -1,0 +1,38 @@
+"""Built ONNX graphs, cached in the store beside the weights they came from.
+
+``<model folder>/graphs/<weights sha256[:16]>-<quantization>-g<format>.onnx``: built once per model
+and variant (the first load pays for it), keyed by the weights' hash so a changed weight file can
+never be served with a stale graph. Writes are atomic (temp file, then rename).
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from embedserve.errors import StoreError
+from embedserve.store.onnx_builder import GRAPH_FORMAT, build_bert_graph, save_graph
+
+_lock = threading.Lock()
+
+
+def graph_file(folder: Path, digest: str, quantization: str) -> Path:
+    return folder / "graphs" / f"{digest[:16]}-{quantization}-g{GRAPH_FORMAT}.onnx"
+
+
+def ensure_graph(folder: Path, digest: str, quantization: str = "fp32") -> Path:
+    """Path of the graph for this model and variant, building (and caching) it if needed."""
+    path = graph_file(folder, digest, quantization)
+    if path.exists():
+        return path
+    with _lock:
+        fp32 = graph_file(folder, digest, "fp32")
+        if not fp32.exists():
+            save_graph(build_bert_graph(folder), fp32)
+        if quantization == "int8" and not path.exists():
+            from embedserve.store.quantize import quantize_graph
+
+            quantize_graph(fp32, path)
+        elif quantization not in ("fp32", "int8"):
+            raise StoreError(f"unknown quantization {quantization!r}")
+    return path

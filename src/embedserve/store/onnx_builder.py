@@ -1,0 +1,248 @@
+"""Build an ONNX graph for a BERT-family sentence-transformers model straight from its weights.
+
+No torch: the weights come from ``model.safetensors`` (numpy), the shape from ``config.json``, and the
+pooling from the folder's own ``modules.json`` / ``1_Pooling/config.json``. The graph is written
+directly in onnxruntime's fused form (the way onnxruntime-genai's model builder does it):
+
+* ``Gather`` word + position (+ token-type 0, folded into the position table) -> ``LayerNormalization``
+* per layer: ``com.microsoft.Attention`` (packed QKV weights, raw 0/1 mask) ->
+  ``MatMul`` -> ``SkipLayerNormalization`` (dense bias folded in) -> ``MatMul`` -> ``BiasGelu`` ->
+  ``MatMul`` -> ``SkipLayerNormalization``
+* pooling inside the graph (mean / cls / max / mean_sqrt_len over the attention mask), so one
+  ``session.run`` gives pooled, un-normalised vectors.
+
+Inputs: ``input_ids`` int64 [batch, seq], ``attention_mask`` int64 [batch, seq]. Output: ``pooled``
+float32 [batch, hidden]. Nothing assumes a layer count or a width: all of it is read from config.json.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from embedserve.errors import StoreError
+
+MS = "com.microsoft"
+GRAPH_FORMAT = 1  # bump when the graph layout changes, so cached graphs are rebuilt
+
+
+@dataclass(frozen=True)
+class BertShape:
+    layers: int
+    hidden: int
+    heads: int
+    intermediate: int
+    eps: float
+    max_positions: int
+    activation: str
+
+    @classmethod
+    def from_config(cls, config: dict) -> BertShape:
+        model_type = config.get("model_type", "")
+        archs = config.get("architectures") or []
+        if model_type not in ("bert", "") and not any("Bert" in a for a in archs):
+            raise StoreError(f"unsupported architecture {model_type!r}: only BERT-family encoders")
+        try:
+            shape = cls(
+                layers=int(config["num_hidden_layers"]),
+                hidden=int(config["hidden_size"]),
+                heads=int(config["num_attention_heads"]),
+                intermediate=int(config["intermediate_size"]),
+                eps=float(config.get("layer_norm_eps", 1e-12)),
+                max_positions=int(config.get("max_position_embeddings", 512)),
+                activation=str(config.get("hidden_act", "gelu")),
+            )
+        except KeyError as missing:
+            raise StoreError(f"config.json lacks {missing}") from None
+        if shape.hidden % shape.heads:
+            raise StoreError("config.json: hidden_size is not a multiple of num_attention_heads")
+        if shape.activation not in ("gelu", "gelu_python"):
+            raise StoreError(f"unsupported activation {shape.activation!r} (only exact gelu)")
+        if config.get("position_embedding_type", "absolute") != "absolute":
+            raise StoreError("only absolute position embeddings are supported")
+        return shape
+
+
+def read_pooling(folder: Path) -> tuple[str, bool]:
+    """The pooling mode and whether the pipeline ends in Normalize, from the folder's metadata."""
+    modules_path = folder / "modules.json"
+    normalize = False
+    pooling_dir = folder / "1_Pooling"
+    if modules_path.exists():
+        modules = json.loads(modules_path.read_text())
+        for module in modules:
+            kind = module.get("type", "")
+            if kind.endswith("Normalize"):
+                normalize = True
+            if kind.endswith("Pooling"):
+                pooling_dir = folder / module.get("path", "1_Pooling")
+    cfg_path = pooling_dir / "config.json"
+    if not cfg_path.exists():
+        return "cls", normalize
+    cfg = json.loads(cfg_path.read_text())
+    if cfg.get("pooling_mode_mean_tokens"):
+        mode = "mean"
+    elif cfg.get("pooling_mode_cls_token"):
+        mode = "cls"
+    elif cfg.get("pooling_mode_max_tokens"):
+        mode = "max"
+    elif cfg.get("pooling_mode_mean_sqrt_len_tokens"):
+        mode = "mean_sqrt_len"
+    else:
+        raise StoreError(f"{cfg_path}: no supported pooling mode (mean, cls, max, mean_sqrt_len)")
+    return mode, normalize
+
+
+def load_weights(folder: Path) -> dict[str, np.ndarray]:
+    from safetensors.numpy import load_file
+
+    path = folder / "model.safetensors"
+    if not path.exists():
+        raise StoreError(f"{folder} has no model.safetensors")
+    raw = load_file(str(path))
+    out: dict[str, np.ndarray] = {}
+    for key, value in raw.items():
+        for prefix in ("bert.", "model.", "0.auto_model."):
+            if key.startswith(prefix):
+                key = key[len(prefix) :]
+        out[key] = value
+    return out
+
+
+class _Graph:
+    def __init__(self) -> None:
+        self.nodes: list[onnx.NodeProto] = []
+        self.inits: list[onnx.TensorProto] = []
+        self._n = 0
+
+    def const(self, name: str, value: np.ndarray) -> str:
+        self.inits.append(numpy_helper.from_array(np.require(value, requirements="C"), name))
+        return name
+
+    def op(self, op: str, inputs: list[str], domain: str = "", **attrs: object) -> str:
+        self._n += 1
+        out = f"{op.lower()}_{self._n}"
+        self.nodes.append(helper.make_node(op, inputs, [out], domain=domain or None, **attrs))
+        return out
+
+
+def build_bert_graph(folder: Path) -> onnx.ModelProto:
+    """Build the fused fp32 graph for the sentence-transformers folder ``folder``."""
+    config = json.loads((folder / "config.json").read_text())
+    shape = BertShape.from_config(config)
+    pooling, _ = read_pooling(folder)
+    w = load_weights(folder)
+
+    def get(name: str) -> np.ndarray:
+        try:
+            return w[name].astype(np.float32)
+        except KeyError:
+            raise StoreError(f"model.safetensors lacks tensor {name!r}") from None
+
+    g = _Graph()
+    # Embeddings: word + (position + token_type[0]); token_type_ids are always 0 for one segment.
+    word = g.const("word_embeddings", get("embeddings.word_embeddings.weight"))
+    pos_table = get("embeddings.position_embeddings.weight")
+    if "embeddings.token_type_embeddings.weight" in w:
+        pos_table = pos_table + get("embeddings.token_type_embeddings.weight")[0][None, :]
+    pos = g.const("position_embeddings", pos_table)
+    seq_len = g.op("Shape", ["input_ids"], start=1, end=2)
+    zero = g.const("zero_i64", np.array([0], dtype=np.int64))
+    pos_slice = g.op("Slice", [pos, zero, seq_len, zero])
+    x = g.op("Add", [g.op("Gather", [word, "input_ids"], axis=0), pos_slice])
+    x = g.op(
+        "LayerNormalization",
+        [x, g.const("emb_ln_w", get("embeddings.LayerNorm.weight")),
+         g.const("emb_ln_b", get("embeddings.LayerNorm.bias"))],
+        axis=-1,
+        epsilon=shape.eps,
+    )
+    mask_i32 = g.op("Cast", ["attention_mask"], to=TensorProto.INT32)
+
+    for i in range(shape.layers):
+        p = f"encoder.layer.{i}."
+        qkv_w = np.concatenate(
+            [get(p + f"attention.self.{n}.weight").T for n in ("query", "key", "value")], axis=1
+        )
+        qkv_b = np.concatenate([get(p + f"attention.self.{n}.bias") for n in ("query", "key", "value")])
+        attn = g.op(
+            "Attention",
+            [x, g.const(f"l{i}_qkv_w", qkv_w), g.const(f"l{i}_qkv_b", qkv_b), mask_i32],
+            domain=MS,
+            num_heads=shape.heads,
+        )
+        attn = g.op("MatMul", [attn, g.const(f"l{i}_ao_w", get(p + "attention.output.dense.weight").T)])
+        x = g.op(
+            "SkipLayerNormalization",
+            [attn, x, g.const(f"l{i}_ln1_w", get(p + "attention.output.LayerNorm.weight")),
+             g.const(f"l{i}_ln1_b", get(p + "attention.output.LayerNorm.bias")),
+             g.const(f"l{i}_ao_b", get(p + "attention.output.dense.bias"))],
+            domain=MS,
+            epsilon=shape.eps,
+        )
+        h = g.op("MatMul", [x, g.const(f"l{i}_in_w", get(p + "intermediate.dense.weight").T)])
+        h = g.op("BiasGelu", [h, g.const(f"l{i}_in_b", get(p + "intermediate.dense.bias"))], domain=MS)
+        h = g.op("MatMul", [h, g.const(f"l{i}_out_w", get(p + "output.dense.weight").T)])
+        x = g.op(
+            "SkipLayerNormalization",
+            [h, x, g.const(f"l{i}_ln2_w", get(p + "output.LayerNorm.weight")),
+             g.const(f"l{i}_ln2_b", get(p + "output.LayerNorm.bias")),
+             g.const(f"l{i}_out_b", get(p + "output.dense.bias"))],
+            domain=MS,
+            epsilon=shape.eps,
+        )
+
+    pooled = _pool(g, x, pooling)
+    g.nodes.append(helper.make_node("Identity", [pooled], ["pooled"]))
+    graph = helper.make_graph(
+        g.nodes,
+        "embedserve_bert",
+        [
+            helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "seq"]),
+            helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "seq"]),
+        ],
+        [helper.make_tensor_value_info("pooled", TensorProto.FLOAT, ["batch", shape.hidden])],
+        initializer=g.inits,
+    )
+    model = helper.make_model(
+        graph,
+        opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid(MS, 1)],
+        producer_name="embedserve",
+    )
+    model.ir_version = 8
+    return model
+
+
+def _pool(g: _Graph, x: str, pooling: str) -> str:
+    if pooling == "cls":
+        first = g.op("Gather", [x, g.const("idx0", np.array(0, dtype=np.int64))], axis=1)
+        return first
+    mask_f = g.op("Cast", ["attention_mask"], to=TensorProto.FLOAT)
+    mask3 = g.op("Unsqueeze", [mask_f, g.const("axis_m1", np.array([-1], dtype=np.int64))])
+    axis1 = g.const("axis_1", np.array([1], dtype=np.int64))
+    if pooling == "max":
+        # padding positions get -1e9 before the max, as sentence-transformers does
+        neg = g.op("Mul", [g.op("Sub", [g.const("one_f", np.array(1.0, np.float32)), mask3]),
+                           g.const("neg_big", np.array(-1e9, np.float32))])
+        return g.op("ReduceMax", [g.op("Add", [g.op("Mul", [x, mask3]), neg])], axes=[1], keepdims=0)
+    summed = g.op("ReduceSum", [g.op("Mul", [x, mask3]), axis1], keepdims=0)
+    counts = g.op("ReduceSum", [mask3, axis1], keepdims=0)
+    counts = g.op("Max", [counts, g.const("min_count", np.array(1e-9, np.float32))])
+    if pooling == "mean":
+        return g.op("Div", [summed, counts])
+    if pooling == "mean_sqrt_len":
+        return g.op("Div", [summed, g.op("Sqrt", [counts])])
+    raise StoreError(f"unsupported pooling {pooling!r}")
+
+
+def save_graph(model: onnx.ModelProto, path: Path) -> None:
+    """Write atomically (temp file then rename), so a crash never leaves a half-written graph."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    onnx.save_model(model, str(tmp))
+    tmp.replace(path)

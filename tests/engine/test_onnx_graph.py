@@ -1,0 +1,98 @@
+"""The ONNX graph built from raw weights equals a plain numpy forward pass of the same weights.
+
+Uses generated BERT folders with other layer counts and widths than all-MiniLM-L6 (the 33m path
+is tested this way, without its weights), every pooling mode, and batches that need padding.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import numpy_bert
+from embedserve.embedder import Embedder
+from embedserve.errors import InputTooLong
+from embedserve.service.loader import engine_for
+from tinybert import make_tiny_bert
+
+
+class _Installed:
+    """The few fields of an installed model that the loader reads."""
+
+    def __init__(self, folder: Path, name: str = "tiny:latest") -> None:
+        self.folder = folder
+        self.name = name
+        self.digest = hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest()
+        self.quantization = "fp32"
+
+
+TEXTS = [
+    "Why is the sky blue?",
+    "the man plays the guitar",
+    "a",
+    "search the library index for a long text about books and music " * 3,
+]
+
+
+@pytest.mark.parametrize(
+    "layers,hidden,heads,pooling",
+    [(2, 32, 4, "mean"), (12, 48, 6, "mean"), (3, 64, 8, "cls"), (2, 40, 5, "max"),
+     (2, 32, 2, "mean_sqrt_len")],
+)
+def test_graph_matches_numpy_forward(tmp_path: Path, layers: int, hidden: int, heads: int,
+                                     pooling: str) -> None:
+    folder = make_tiny_bert(tmp_path / "m", layers=layers, hidden=hidden, heads=heads,
+                            intermediate=hidden * 2, pooling=pooling, seed=layers)
+    engine = engine_for(_Installed(folder))
+    assert engine.info.dim == hidden
+    assert engine.info.pooling == pooling
+    ids = engine.tokenize(TEXTS)
+    assert len({len(x) for x in ids}) > 1  # the batch needs padding
+    got = engine.embed_ids(ids)
+    assert got.shape == (len(TEXTS), hidden) and got.dtype == np.float32
+    for row, seq in zip(got, ids):
+        ref = numpy_bert.forward(folder, seq)
+        cos = float(row @ ref / np.linalg.norm(row) / np.linalg.norm(ref))
+        assert cos > 0.99999, cos
+        np.testing.assert_allclose(row, ref, rtol=1e-3, atol=1e-4)
+
+
+def test_window_comes_from_sentence_bert_config_not_tokenizer_json(tmp_path: Path) -> None:
+    folder = make_tiny_bert(tmp_path / "m", max_seq_length=32)  # tokenizer.json says 16, fixed pad
+    engine = engine_for(_Installed(folder))
+    assert engine.info.max_tokens == 32
+    ids = engine.tokenize(["a", "the sky " * 40])
+    assert len(ids[0]) == 3  # [CLS] a [SEP]: no fixed padding
+    assert len(ids[1]) == 32 and ids[1][0] == 2 and ids[1][-1] == 3  # cut with [SEP] kept
+    with pytest.raises(InputTooLong) as info:
+        engine.tokenize(["ok", "the sky " * 40], truncate=False)
+    assert info.value.index == 1 and info.value.tokens == 82 and info.value.limit == 32
+
+
+def test_graph_is_built_once_and_cached(tmp_path: Path) -> None:
+    folder = make_tiny_bert(tmp_path / "m")
+    engine_for(_Installed(folder))
+    graphs = list((folder / "graphs").glob("*.onnx"))
+    assert len(graphs) == 1
+    mtime = graphs[0].stat().st_mtime_ns
+    engine_for(_Installed(folder))
+    assert graphs[0].stat().st_mtime_ns == mtime
+
+
+def test_embedder_batches_by_length_and_keeps_order(tmp_path: Path) -> None:
+    folder = make_tiny_bert(tmp_path / "m")
+    emb = Embedder.from_engine(engine_for(_Installed(folder)))
+    texts = [TEXTS[i % len(TEXTS)] + f" {i}" for i in range(37)]
+    together = emb.encode(texts, batch_size=5, batch_tokens=64)
+    one_by_one = np.stack([emb.encode(t) for t in texts])
+    np.testing.assert_allclose(together, one_by_one, atol=2e-6)
+    assert np.allclose(np.linalg.norm(together, axis=1), 1.0, atol=1e-5)
+    raw = emb.encode(texts[:3], normalize=False)
+    assert not np.allclose(np.linalg.norm(raw, axis=1), 1.0)
+    short = emb.encode(texts[:3], dimensions=8)
+    assert short.shape == (3, 8)
+    np.testing.assert_allclose(np.linalg.norm(short, axis=1), 1.0, atol=1e-5)
+    assert emb.encode("one text").shape == (emb.dim,)
