@@ -69,7 +69,8 @@ def quantize_embeddings(
 
     * ``float32``: unchanged (as float32).
     * ``int8`` / ``uint8``: per-dimension linear buckets over ``ranges`` (shape (2, d): min row,
-      max row), taken from ``calibration`` embeddings when given, else from ``embeddings`` itself.
+      max row), taken from ``calibration`` embeddings when given, else from ``embeddings`` itself
+      (at least two rows); values outside the ranges clip to the end buckets.
     * ``binary`` / ``ubinary``: one bit per dimension (> 0), packed 8 to a byte; ``binary`` is the
       int8 form (byte - 128), ``ubinary`` the uint8 form.
     """
@@ -80,22 +81,31 @@ def quantize_embeddings(
         return emb.astype(np.float32)
     if precision in ("int8", "uint8"):
         if ranges is None:
+            if calibration is None and emb.shape[0] < 2:
+                raise InvalidInput(
+                    f"cannot compute {precision} ranges from a single embedding; "
+                    "pass ranges or calibration embeddings"
+                )
             source = emb if calibration is None else np.asarray(calibration)
             ranges = np.vstack((np.min(source, axis=0), np.max(source, axis=0)))
-        ranges = np.asarray(ranges)
+        ranges = np.asarray(ranges).astype(np.float32, copy=False)
         if ranges.shape != (2, emb.shape[1]):
             raise InvalidInput(
                 f"ranges must have shape (2, {emb.shape[1]}), got {tuple(ranges.shape)}"
             )
+        # As sentence-transformers >= 5: floor into 256 buckets, clip values outside the ranges,
+        # and give a constant dimension (step 0) a step of 1 instead of dividing by zero.
         starts = ranges[0, :]
-        steps = (ranges[1, :] - ranges[0, :]) / 255
+        steps = (ranges[1, :] - starts) / 255
+        steps = np.where(steps == 0, 1, steps)
+        buckets = np.clip(np.floor((emb - starts) / steps), 0, 255)
         if precision == "uint8":
-            return ((emb - starts) / steps).astype(np.uint8)
-        return ((emb - starts) / steps - 128).astype(np.int8)
-    if precision == "binary":
-        return (np.packbits(emb > 0).reshape(emb.shape[0], -1) - 128).astype(np.int8)
+            return buckets.astype(np.uint8)
+        return (buckets - 128).astype(np.int8)
+    if precision == "binary":  # each row packed on its own (padded to whole bytes)
+        return (np.packbits(emb > 0, axis=-1) - 128).astype(np.int8)
     if precision == "ubinary":
-        return np.packbits(emb > 0).reshape(emb.shape[0], -1)
+        return np.packbits(emb > 0, axis=-1)
     raise InvalidInput(
         f"unknown precision {precision!r}; use one of: float32, int8, uint8, binary, ubinary"
     )
