@@ -1,0 +1,521 @@
+"""A persistent collection of documents for semantic search, pinned to one model.
+
+::
+
+    from embedserve import Collection
+    col = Collection.open("notes")                       # created with all-minilm if absent
+    col.add([{"id": "a", "text": "...", "metadata": {"year": 2024}}])
+    col.query("what did I write about x?", top_k=5, where={"year": {"$gte": 2020}})
+
+The collection pins its model's name and weights digest: another model is a ``CollectionError``.
+Long documents are split into token windows (``chunking.py``); a document scores as its best chunk.
+Unchanged text (same content hash) is never embedded again. Every ``add`` call commits before it
+returns, in short transactions, so a killed process loses only the batch in flight.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from embedserve.config import DEFAULT_MODEL, Settings
+from embedserve.errors import CollectionError, CollectionNotFound, InvalidInput
+from embedserve.index import search as _search
+from embedserve.index.chunking import chunk_text, check_chunk_settings
+from embedserve.index.encoder import IndexEncoder, encode_normalized
+from embedserve.index.filters import compile_where
+from embedserve.index.search import SearchConfig, Strategy
+from embedserve.index.sqlite_store import CollectionRow, Snapshot, SQLiteStore
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+DEFAULT_OVERLAP = 32
+
+
+def check_name(name: str) -> str:
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise CollectionError(
+            f"invalid collection name {name!r}: use 1-128 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+    return name
+
+
+def model_key(name: str) -> str:
+    """``all-minilm`` and ``all-minilm:latest`` are one model."""
+    return name if ":" in name.rsplit("/", 1)[-1] else f"{name}:latest"
+
+
+def content_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class Document:
+    id: str
+    text: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ChunkRef:
+    index: int
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
+class QueryHit:
+    """``text`` is the matched chunk's text (the whole document when it fits in one chunk)."""
+
+    id: str
+    score: float
+    text: str
+    metadata: dict[str, Any]
+    chunk: ChunkRef
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class CollectionInfo:
+    name: str
+    model: str
+    digest: str
+    dim: int
+    max_tokens: int
+    chunk_tokens: int  # 0: chunking off (the model truncates)
+    overlap: int
+    documents: int
+    chunks: int
+    version: int
+    created_at: float
+    updated_at: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class AddResult:
+    documents: int = 0  # documents given
+    added: int = 0
+    updated: int = 0  # text changed: re-embedded
+    unchanged: int = 0  # same text: not embedded again (metadata may have been updated)
+    chunks: int = 0  # chunks embedded
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _info(row: CollectionRow, docs: int, chunks: int) -> CollectionInfo:
+    return CollectionInfo(
+        name=row.name, model=row.model, digest=row.digest, dim=row.dim, max_tokens=row.max_tokens,
+        chunk_tokens=row.chunk_tokens, overlap=row.overlap, documents=docs, chunks=chunks,
+        version=row.version, created_at=row.created_at, updated_at=row.updated_at,
+    )
+
+
+def _as_document(item: Any, i: int) -> Document:
+    if isinstance(item, Document):
+        doc_id, text, meta = item.id, item.text, item.metadata
+    elif isinstance(item, str):
+        doc_id, text, meta = None, item, None
+    elif isinstance(item, Mapping):
+        unknown = set(item) - {"id", "text", "metadata"}
+        if unknown:
+            raise InvalidInput(f"document {i}: unknown field(s) {sorted(unknown)}; use id, text, metadata")
+        doc_id, text, meta = item.get("id"), item.get("text"), item.get("metadata")
+    else:
+        raise InvalidInput(f"document {i}: expected an object with 'text', got {type(item).__name__}")
+    if not isinstance(text, str) or not text.strip():
+        raise InvalidInput(f"document {i}: 'text' must be a non-empty string")
+    if doc_id is None or doc_id == "":
+        doc_id = content_hash(text)[:16]
+    if not isinstance(doc_id, (str, int)) or isinstance(doc_id, bool):
+        raise InvalidInput(f"document {i}: 'id' must be a string")
+    if meta is None:
+        meta = {}
+    if not isinstance(meta, Mapping):
+        raise InvalidInput(f"document {i}: 'metadata' must be a JSON object")
+    try:
+        json.dumps(meta)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(f"document {i}: metadata is not JSON-serialisable ({exc})") from None
+    return Document(str(doc_id), text, dict(meta))
+
+
+def _load_default_encoder(model: str, settings: Settings) -> IndexEncoder:
+    from embedserve.embedder import Embedder
+
+    return Embedder(model=model, settings=settings)  # type: ignore[return-value]
+
+
+class Collection:
+    """Open with :meth:`open`; safe to share between threads."""
+
+    def __init__(
+        self,
+        store: SQLiteStore,
+        row: CollectionRow,
+        settings: Settings,
+        encoder: IndexEncoder | None,
+        search: SearchConfig,
+        encoder_factory: Callable[[str, Settings], IndexEncoder] = _load_default_encoder,
+    ) -> None:
+        self._store = store
+        self._row = row
+        self.settings = settings
+        self.search_config = search
+        self._encoder = encoder
+        self._encoder_factory = encoder_factory
+        self._lock = threading.RLock()
+        self._snap: Snapshot | None = None
+        self._codes = _search.QuantizedCodes()
+        self._ann: Any = None
+        if encoder is not None:
+            self._check_encoder(encoder)
+
+    # -- opening, listing, dropping -------------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls,
+        name: str,
+        settings: Settings | None = None,
+        encoder: IndexEncoder | None = None,
+        model: str | None = None,
+        create: bool = True,
+        *,
+        chunk_tokens: int | None = None,
+        overlap: int | None = None,
+        search: SearchConfig | None = None,
+        encoder_factory: Callable[[str, Settings], IndexEncoder] | None = None,
+    ) -> Collection:
+        """Open collection ``name``, creating it when absent and ``create`` is true.
+
+        ``model`` (default: the collection's own; ``all-minilm`` for a new one) is checked against
+        the pinned model. ``encoder`` defaults to an :class:`~embedserve.embedder.Embedder`, loaded
+        on first use. ``chunk_tokens`` (default: the model window less 2; 0 = off, truncate) and
+        ``overlap`` (default 32) apply to a new collection; on an existing one they must match.
+        """
+        from embedserve.config import load
+
+        settings = settings or load()
+        check_name(name)
+        factory = encoder_factory or _load_default_encoder
+        store = SQLiteStore(settings.collections_dir)
+        try:
+            row = store.get_collection(name)
+            if row is None:
+                if not create:
+                    raise CollectionNotFound(f"collection {name!r} not found")
+                if encoder is None:
+                    encoder = factory(model or DEFAULT_MODEL, settings)
+                info = encoder.info
+                if model is not None and model_key(model) != model_key(info.name):
+                    raise CollectionError(f"the encoder given is {info.name}, not {model}")
+                window = info.max_tokens - 2
+                ct = window if chunk_tokens is None else int(chunk_tokens)
+                ov = min(DEFAULT_OVERLAP, max(0, ct // 4)) if overlap is None else int(overlap)
+                if ct == 0:
+                    ov = 0
+                check_chunk_settings(ct, ov, window)
+                row = store.create_collection(
+                    name, model=model_key(info.name), digest=info.digest, dim=info.dim,
+                    max_tokens=info.max_tokens, chunk_tokens=ct, overlap=ov,
+                )
+            else:
+                if model is not None and model_key(model) != row.model:
+                    raise CollectionError(
+                        f"collection {name!r} uses model {row.model}, not {model_key(model)}"
+                    )
+                if chunk_tokens is not None and chunk_tokens != row.chunk_tokens:
+                    raise CollectionError(
+                        f"collection {name!r} has chunk_tokens={row.chunk_tokens}; it cannot change"
+                    )
+                if overlap is not None and overlap != row.overlap:
+                    raise CollectionError(f"collection {name!r} has overlap={row.overlap}; it cannot change")
+            return cls(store, row, settings, encoder, search or SearchConfig(), factory)
+        except BaseException:
+            store.close()
+            raise
+
+    @staticmethod
+    def list(settings: Settings | None = None) -> list[CollectionInfo]:
+        from embedserve.config import load
+
+        settings = settings or load()
+        if not (settings.collections_dir / "collections.db").exists():
+            return []
+        store = SQLiteStore(settings.collections_dir)
+        try:
+            return [_info(r, d, c) for r, d, c in store.list_collections()]
+        finally:
+            store.close()
+
+    @staticmethod
+    def drop(name: str, settings: Settings | None = None) -> None:
+        from embedserve.config import load
+
+        settings = settings or load()
+        check_name(name)
+        store = SQLiteStore(settings.collections_dir)
+        try:
+            row = store.get_collection(name)
+            if row is None or not store.drop_collection(name):
+                raise CollectionNotFound(f"collection {name!r} not found")
+            for p in settings.collections_dir.glob(f"ann-{row.id}.*"):
+                p.unlink(missing_ok=True)
+        finally:
+            store.close()
+
+    def close(self) -> None:
+        self._store.close()
+
+    def __enter__(self) -> Collection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- properties ------------------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        return self._row.name
+
+    @property
+    def model(self) -> str:
+        return self._row.model
+
+    @property
+    def encoder(self) -> IndexEncoder:
+        with self._lock:
+            if self._encoder is None:
+                enc = self._encoder_factory(self._row.model, self.settings)
+                self._check_encoder(enc)
+                self._encoder = enc
+            return self._encoder
+
+    def _check_encoder(self, encoder: IndexEncoder) -> None:
+        info, row = encoder.info, self._row
+        if model_key(info.name) != row.model and not (info.digest and info.digest == row.digest):
+            raise CollectionError(
+                f"collection {row.name!r} uses model {row.model}; it cannot be used with {info.name}"
+            )
+        if info.digest and row.digest and info.digest != row.digest:
+            raise CollectionError(
+                f"collection {row.name!r} was indexed with other weights of {row.model} "
+                f"(digest {row.digest[:12]}, loaded {info.digest[:12]}); re-index it into a new collection"
+            )
+        if info.dim != row.dim:
+            raise CollectionError(f"collection {row.name!r} has {row.dim}-d vectors, the model gives {info.dim}")
+
+    def info(self) -> CollectionInfo:
+        row = self._store.get_collection(self._row.name)
+        if row is None or row.id != self._row.id:
+            raise CollectionNotFound(f"collection {self._row.name!r} was deleted")
+        return _info(row, *self._store.counts(row.id))
+
+    def count(self) -> int:
+        return self._store.counts(self._row.id)[0]
+
+    def get(self, ids: Sequence[str]) -> list[Document]:
+        return [Document(i, t, json.loads(m)) for i, t, m in self._store.get_documents(self._row.id, list(ids))]
+
+    # -- writing --------------------------------------------------------------------------------
+
+    def add(
+        self,
+        documents: Iterable[Document | Mapping[str, Any] | str],
+        *,
+        batch_size: int = 64,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> AddResult:
+        """Upsert documents by id. Each batch of ``batch_size`` documents is embedded, then
+        committed in one short transaction; ``progress(documents_done, chunks_done)`` after each."""
+        t0 = time.perf_counter()
+        docs: dict[str, Document] = {}
+        for i, item in enumerate(documents):
+            d = _as_document(item, i)
+            docs.pop(d.id, None)  # the last one with an id wins, in its own position
+            docs[d.id] = d
+        result = AddResult(documents=len(docs))
+        items = list(docs.values())
+        cid, ct, ov = self._row.id, self._row.chunk_tokens, self._row.overlap
+        for b in range(0, len(items), max(1, batch_size)):
+            batch = items[b : b + batch_size]
+            existing = self._store.hashes(cid, [d.id for d in batch])
+            upserts, meta_only = [], []
+            to_embed: list[tuple[Document, str, list[Any]]] = []
+            for d in batch:
+                h = content_hash(d.text)
+                meta = json.dumps(d.metadata, ensure_ascii=False, sort_keys=True)
+                old = existing.get(d.id)
+                if old is not None and old[0] == h:
+                    result.unchanged += 1
+                    if old[1] != meta:
+                        meta_only.append((d.id, meta))
+                    continue
+                if old is None:
+                    result.added += 1
+                else:
+                    result.updated += 1
+                spans = chunk_text(d.text, self.encoder.token_spans, ct, ov)
+                to_embed.append((d, h, spans))
+            texts = [c.text_of(d.text) for d, _, cs in to_embed for c in cs]
+            vecs = encode_normalized(self.encoder, texts) if texts else None
+            k = 0
+            for d, h, cs in to_embed:
+                rows = []
+                for c in cs:
+                    assert vecs is not None
+                    rows.append((c.index, c.start, c.end, vecs[k].astype(np.float32).tobytes()))
+                    k += 1
+                meta = json.dumps(d.metadata, ensure_ascii=False, sort_keys=True)
+                upserts.append((d.id, h, d.text, meta, rows))
+            result.chunks += k
+            if upserts or meta_only:
+                self._store.write(cid, upserts, meta_only)
+            if progress is not None:
+                progress(min(b + batch_size, len(items)), result.chunks)
+        result.seconds = time.perf_counter() - t0
+        return result
+
+    def delete(self, ids: Sequence[str] | None = None, where: Mapping[str, Any] | str | None = None) -> int:
+        """Delete documents by ids and/or matching ``where``; returns how many existed."""
+        if ids is None and where is None:
+            raise CollectionError("delete needs ids or a where filter")
+        if ids is not None and (isinstance(ids, str) or not all(isinstance(i, str) for i in ids)):
+            raise CollectionError("ids must be a list of strings")
+        pred = compile_where(where)
+        cid = self._row.id
+        targets: set[str] = set()
+        if ids:
+            targets |= set(self._store.hashes(cid, list(ids)))
+        if pred is not None:
+            targets |= {i for i, m in self._store.all_metadata(cid) if pred(json.loads(m))}
+        if targets:
+            self._store.write(cid, [], [], sorted(targets))
+        return len(targets)
+
+    # -- searching ------------------------------------------------------------------------------
+
+    def _snapshot(self, db: Any) -> Snapshot:
+        version = self._store.version(self._row.id, db)
+        if version is None:
+            raise CollectionNotFound(f"collection {self._row.name!r} was deleted")
+        if self._snap is None or self._snap.version != version:
+            self._snap = self._store.snapshot(self._row.id, self._row.dim, db)
+            self._codes = _search.QuantizedCodes()
+        return self._snap
+
+    def _ann_index(self, snap: Snapshot) -> Any:
+        from embedserve.index.ann import AnnIndex
+
+        if self._ann is None:
+            path = self.settings.collections_dir / f"ann-{self._row.id}.usearch"
+            self._ann = AnnIndex(self._row.dim, path)
+        if self._ann.version != snap.version:
+            self._ann.sync(snap)
+        return self._ann
+
+    def _pick(self, n: int, allowed: np.ndarray | None, strategy: Strategy) -> str:
+        cfg = self.search_config
+        if strategy not in _search.STRATEGIES:
+            raise CollectionError(f"unknown search strategy {strategy!r}; use one of: {', '.join(_search.STRATEGIES)}")
+        if strategy != "auto":
+            if strategy == "ann":
+                from embedserve.index.ann import available
+
+                if not available():
+                    raise CollectionError("the ann strategy needs usearch: pip install 'embedserve[ann]'")
+            return strategy
+        if allowed is not None and int(allowed.sum()) < cfg.exact_below:
+            return "exact"
+        if n >= cfg.ann_from:
+            from embedserve.index.ann import available
+
+            if available():
+                return "ann"
+        return "binary" if n >= cfg.quantize_from else "exact"
+
+    def search_vectors(
+        self, vectors: np.ndarray, top_k: int = 10, where: Mapping[str, Any] | str | None = None,
+        strategy: Strategy | None = None,
+    ) -> list[list[QueryHit]]:
+        """Query with ready unit vectors of shape (n, dim) (for benchmarks and other encoders)."""
+        if not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1:
+            raise CollectionError(f"top_k must be a positive integer, got {top_k!r}")
+        pred = compile_where(where)
+        strategy = strategy or self.search_config.strategy
+        q = np.asarray(vectors, dtype=np.float32)
+        if q.ndim != 2 or q.shape[1] != self._row.dim:
+            raise CollectionError(f"query vectors must have shape (n, {self._row.dim}), got {q.shape}")
+        with self._lock, self._store.transaction() as db:
+            snap = self._snapshot(db)
+            allowed = None
+            if pred is not None:
+                doc_ok = np.fromiter((pred(m) for m in snap.metadata), dtype=bool, count=len(snap.metadata))
+                allowed = doc_ok[snap.chunk_doc] if len(snap.chunk_doc) else np.zeros(0, dtype=bool)
+            how = self._pick(len(snap.chunk_rowids), allowed, strategy)
+            out: list[list[QueryHit]] = []
+            for qv in q:
+                if how == "exact":
+                    hits = _search.exact(snap, qv, top_k, allowed)
+                elif how == "binary":
+                    hits = _search.binary_scan(snap, qv, top_k, allowed, self._codes, self.search_config)
+                elif how == "int8":
+                    hits = _search.int8_scan(snap, qv, top_k, allowed, self._codes, self.search_config)
+                else:
+                    hits = self._ann_index(snap).search(snap, qv, top_k, allowed)
+                wanted = [
+                    (snap.doc_ids[h.doc], int(snap.chunk_start[h.chunk]), int(snap.chunk_end[h.chunk]))
+                    for h in hits
+                ]
+                texts = self._store.passages(db, snap.collection_id, wanted)
+                out.append([
+                    QueryHit(
+                        id=snap.doc_ids[h.doc], score=h.score, text=t[0] if t else "",
+                        metadata=snap.metadata[h.doc],
+                        chunk=ChunkRef(int(snap.chunk_index[h.chunk]), w[1], w[2]),
+                    )
+                    for h, w, t in zip(hits, wanted, texts)
+                ])
+            return out
+
+    def query(
+        self,
+        query: str | Sequence[str],
+        top_k: int = 10,
+        where: Mapping[str, Any] | str | None = None,
+        *,
+        strategy: Strategy | None = None,
+    ) -> list[QueryHit] | list[list[QueryHit]]:
+        """Best ``top_k`` documents for a text (a list of hits), or for each of a list of texts."""
+        single = isinstance(query, str)
+        texts = [query] if single else list(query)  # type: ignore[arg-type]
+        if not texts or not all(isinstance(t, str) and t.strip() for t in texts):
+            raise InvalidInput("query must be a non-empty string or a list of them")
+        compile_where(where)  # a bad filter fails before any embedding
+        vecs = encode_normalized(self.encoder, texts)
+        results = self.search_vectors(vecs, top_k, where, strategy)
+        return results[0] if single else results
+
+    def __repr__(self) -> str:
+        return f"Collection({self._row.name!r}, model={self._row.model!r})"
+
+
+def collections_path(settings: Settings) -> Path:
+    return settings.collections_dir / "collections.db"

@@ -1,0 +1,162 @@
+"""Search over a :class:`~embedserve.index.sqlite_store.Snapshot`: exact, quantized, approximate.
+
+All strategies score chunks; a document's score is its best chunk's, and each result names that
+chunk. ``exact`` is a float32 matrix product (cosine, since vectors are unit length). ``binary``
+scans 1-bit codes by Hamming distance (numpy ``bitwise_count`` on 64-bit words), ``int8`` scans
+8-bit codes (sentence-transformers' ``quantize_embeddings`` with ranges calibrated on the
+collection); both then rescore their best candidates with the float32 vectors, so scores are
+exact and only the candidate set is approximate. ``ann`` asks an HNSW index (see ``ann.py``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from embedserve.index.sqlite_store import Snapshot
+from embedserve.vectors import quantize_embeddings
+
+Strategy = Literal["auto", "exact", "binary", "int8", "ann"]
+STRATEGIES = ("auto", "exact", "binary", "int8", "ann")
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """When ``strategy`` is ``auto``: exact below ``quantize_from`` chunks, a binary scan with
+    float32 rescoring from there, and the ANN index from ``ann_from`` (when usearch is installed)."""
+
+    strategy: Strategy = "auto"
+    quantize_from: int = 200_000
+    ann_from: int = 1_000_000
+    rescore_multiplier: int = 10  # candidates = max(rescore_min, multiplier * top_k) chunks
+    rescore_min: int = 200
+    exact_below: int = 20_000  # with a filter, search the allowed chunks exactly if fewer than this
+
+
+@dataclass
+class Hit:
+    doc: int  # index into snapshot.doc_ids
+    chunk: int  # row of the snapshot's chunk arrays
+    score: float
+
+
+@dataclass
+class QuantizedCodes:
+    binary: np.ndarray | None = None  # uint64 words (n, d/64) or uint8 bytes
+    int8: np.ndarray | None = None
+    ranges: np.ndarray | None = None
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+def _pack_binary(x: np.ndarray) -> np.ndarray:
+    packed = np.ascontiguousarray(quantize_embeddings(x, "ubinary"))
+    if packed.shape[1] % 8 == 0:
+        return packed.view(np.uint64)
+    return packed
+
+
+def _popcount(x: np.ndarray) -> np.ndarray:
+    if hasattr(np, "bitwise_count"):
+        return np.bitwise_count(x)
+    table = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)  # numpy < 2
+    return table[x.view(np.uint8)]
+
+
+def binary_codes(snap: Snapshot, codes: QuantizedCodes) -> np.ndarray:
+    if codes.binary is None:
+        codes.binary = _pack_binary(snap.vectors)
+    return codes.binary
+
+
+def int8_codes(snap: Snapshot, codes: QuantizedCodes) -> tuple[np.ndarray, np.ndarray]:
+    if codes.int8 is None:
+        v = snap.vectors
+        codes.ranges = np.vstack((v.min(axis=0), v.max(axis=0))) if len(v) else np.zeros((2, v.shape[1]))
+        codes.ranges[1] = np.maximum(codes.ranges[1], codes.ranges[0] + 1e-6)
+        codes.int8 = quantize_embeddings(v, "int8", ranges=codes.ranges)
+    assert codes.ranges is not None
+    return codes.int8, codes.ranges
+
+
+def top_docs(
+    scores: np.ndarray, rows: np.ndarray | None, chunk_doc: np.ndarray, top_k: int
+) -> list[Hit]:
+    """Best ``top_k`` documents from chunk ``scores`` (at ``rows`` of the snapshot, or all rows).
+    ``-inf`` scores are excluded."""
+    n = len(scores)
+    if n == 0 or top_k <= 0:
+        return []
+    m = min(n, top_k * 4 + 16)
+    while True:
+        part = np.argpartition(-scores, m - 1)[:m] if m < n else np.arange(n)
+        part = part[np.argsort(-scores[part], kind="stable")]
+        hits: list[Hit] = []
+        seen: set[int] = set()
+        for i in part:
+            s = float(scores[i])
+            if s == -np.inf:
+                break
+            row = int(rows[i]) if rows is not None else int(i)
+            doc = int(chunk_doc[row])
+            if doc in seen:
+                continue
+            seen.add(doc)
+            hits.append(Hit(doc, row, s))
+            if len(hits) == top_k:
+                return hits
+        if m >= n or (len(part) and scores[part[-1]] == -np.inf):
+            return hits
+        m = min(n, m * 4)
+
+
+def exact(snap: Snapshot, q: np.ndarray, top_k: int, allowed: np.ndarray | None) -> list[Hit]:
+    if allowed is not None:
+        rows = np.flatnonzero(allowed)
+        scores = snap.vectors[rows] @ q
+        return top_docs(scores, rows, snap.chunk_doc, top_k)
+    return top_docs(snap.vectors @ q, None, snap.chunk_doc, top_k)
+
+
+def _rescore(snap: Snapshot, q: np.ndarray, cand: np.ndarray, top_k: int) -> list[Hit]:
+    scores = snap.vectors[cand] @ q
+    return top_docs(scores, cand, snap.chunk_doc, top_k)
+
+
+def _candidates(approx: np.ndarray, allowed: np.ndarray | None, m: int) -> np.ndarray:
+    """Rows with the ``m`` best approximate scores (higher is better)."""
+    if allowed is not None:
+        approx = np.where(allowed, approx, -np.inf)
+    n = len(approx)
+    if m >= n:
+        cand = np.arange(n)
+    else:
+        cand = np.argpartition(-approx, m - 1)[:m]
+    if allowed is not None:
+        cand = cand[allowed[cand]]
+    return cand
+
+
+def binary_scan(
+    snap: Snapshot, q: np.ndarray, top_k: int, allowed: np.ndarray | None, codes: QuantizedCodes, cfg: SearchConfig
+) -> list[Hit]:
+    packed = binary_codes(snap, codes)
+    qp = _pack_binary(q[None, :])[0]
+    dist = _popcount(packed ^ qp).sum(axis=1, dtype=np.int32)
+    m = max(cfg.rescore_min, cfg.rescore_multiplier * top_k)
+    return _rescore(snap, q, _candidates(-dist.astype(np.float32), allowed, m), top_k)
+
+
+def int8_scan(
+    snap: Snapshot, q: np.ndarray, top_k: int, allowed: np.ndarray | None, codes: QuantizedCodes, cfg: SearchConfig
+) -> list[Hit]:
+    i8, ranges = int8_codes(snap, codes)
+    qi = quantize_embeddings(q[None, :], "int8", ranges=ranges)[0].astype(np.float32)
+    n = len(i8)
+    approx = np.empty(n, dtype=np.float32)
+    block = 16384  # numpy has no int8 GEMM: widen block by block to bound memory
+    for i in range(0, n, block):
+        approx[i : i + block] = i8[i : i + block].astype(np.float32) @ qi
+    m = max(cfg.rescore_min, cfg.rescore_multiplier * top_k)
+    return _rescore(snap, q, _candidates(approx, allowed, m), top_k)
