@@ -1,0 +1,225 @@
+"""Reading and checking a sentence-transformers model folder (BERT family only).
+
+The folder's own metadata is the truth: ``modules.json`` names the pooling module (and whether a
+``Normalize`` module ends the pipeline), ``<pooling>/config.json`` says how to pool,
+``sentence_bert_config.json``'s ``max_seq_length`` is the window, ``config.json`` the architecture.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import shutil
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from embedserve.errors import InputFileError
+
+# Files copied into the store; others (README, ONNX exports, pytorch_model.bin...) are left behind.
+REQUIRED_FILES = ("config.json", "tokenizer.json", "modules.json", "model.safetensors")
+OPTIONAL_FILES = (
+    "sentence_bert_config.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "vocab.txt",
+    "config_sentence_transformers.json",
+)
+WEIGHTS = "model.safetensors"
+_POOLING_KEYS = (
+    ("pooling_mode_cls_token", "cls"),
+    ("pooling_mode_mean_tokens", "mean"),
+    ("pooling_mode_max_tokens", "max"),
+    ("pooling_mode_mean_sqrt_len_tokens", "mean_sqrt_len"),
+)
+_SUPPORTED_MODULES = ("Transformer", "Pooling", "Normalize")
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class FolderInfo:
+    architecture: str  # "bert"
+    layers: int
+    dim: int
+    max_tokens: int
+    pooling: str
+    normalize: bool
+    parameters: int
+    files: tuple[str, ...]  # relative paths to copy, weights included
+    config: dict[str, Any] = field(default_factory=dict, compare=False)
+    license: str | None = None
+
+
+def _bad(folder: Path, why: str) -> InputFileError:
+    return InputFileError(f"{folder} is not a usable sentence-transformers folder: {why}")
+
+
+def _read_json(folder: Path, rel: str) -> Any:
+    path = folder / rel
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise _bad(folder, f"{rel} is missing") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise _bad(folder, f"{rel} is not valid JSON ({err})") from None
+
+
+def count_parameters(weights: Path) -> int:
+    """Number of floating-point values in a safetensors file (its header only is read)."""
+    try:
+        with weights.open("rb") as f:
+            (n,) = struct.unpack("<Q", f.read(8))
+            if n > 100_000_000:
+                raise ValueError("header too large")
+            header = json.loads(f.read(n))
+    except (OSError, ValueError, struct.error) as err:
+        raise InputFileError(f"{weights} is not a safetensors file ({err})") from None
+    return sum(
+        math.prod(v["shape"])
+        for k, v in header.items()
+        if k != "__metadata__" and str(v.get("dtype", "")).startswith(("F", "BF"))
+    )
+
+
+def _license(folder: Path) -> str | None:
+    readme = folder / "README.md"
+    try:
+        text = readme.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    if not text.startswith("---"):
+        return None
+    for line in text.split("\n", 60)[1:60]:
+        if line.strip() == "---":
+            break
+        if line.startswith("license:"):
+            return line.split(":", 1)[1].strip().strip("'\"") or None
+    return None
+
+
+def inspect_folder(folder: Path) -> FolderInfo:
+    """Check ``folder`` holds a BERT-family sentence-transformers model; say clearly what is wrong."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputFileError(f"{folder}: no such folder")
+    for rel in REQUIRED_FILES:
+        if not (folder / rel).is_file():
+            if rel == WEIGHTS and (folder / "pytorch_model.bin").is_file():
+                raise _bad(folder, "only model.safetensors weights are supported, found pytorch_model.bin")
+            raise _bad(folder, f"{rel} is missing")
+    config = _read_json(folder, "config.json")
+    if not isinstance(config, dict):
+        raise _bad(folder, "config.json is not a JSON object")
+    model_type = str(config.get("model_type", ""))
+    archs = config.get("architectures") or []
+    if model_type != "bert" and "BertModel" not in archs:
+        raise _bad(folder, f"model_type {model_type or '?'!r} is not BERT (only BERT-family models are supported)")
+    modules = _read_json(folder, "modules.json")
+    if not isinstance(modules, list):
+        raise _bad(folder, "modules.json is not a list")
+    pooling_path: str | None = None
+    normalize = False
+    for module in modules:
+        kind = str(module.get("type", "")).rsplit(".", 1)[-1]
+        if kind not in _SUPPORTED_MODULES:
+            raise _bad(folder, f"module {module.get('type')!r} is not supported (only Transformer, Pooling, Normalize)")
+        if kind == "Pooling":
+            pooling_path = str(module.get("path", "")).strip("/")
+        elif kind == "Normalize":
+            normalize = True
+    if pooling_path is None:
+        raise _bad(folder, "modules.json has no Pooling module")
+    pooling_rel = f"{pooling_path}/config.json" if pooling_path else "config.json"
+    if pooling_rel == "config.json":
+        raise _bad(folder, "the Pooling module needs its own folder (e.g. 1_Pooling)")
+    pool_cfg = _read_json(folder, pooling_rel)
+    if isinstance(pool_cfg.get("pooling_mode"), str):
+        modes = [pool_cfg["pooling_mode"].replace("lasttoken", "last")]
+    else:
+        modes = [name for key, name in _POOLING_KEYS if pool_cfg.get(key)]
+    if len(modes) != 1 or modes[0] not in {n for _, n in _POOLING_KEYS}:
+        raise _bad(folder, f"{pooling_rel} must select exactly one of cls, mean, max, mean_sqrt_len pooling")
+    hidden = int(config.get("hidden_size", 0))
+    dim = int(pool_cfg.get("word_embedding_dimension") or hidden)
+    if hidden and dim != hidden:
+        raise _bad(folder, f"pooling dimension {dim} differs from hidden_size {hidden}")
+    positions = int(config.get("max_position_embeddings", 512))
+    max_tokens = positions
+    st_cfg: dict[str, Any] = {}
+    if (folder / "sentence_bert_config.json").is_file():
+        st_cfg = _read_json(folder, "sentence_bert_config.json") or {}
+    if st_cfg.get("max_seq_length"):
+        max_tokens = min(int(st_cfg["max_seq_length"]), positions)
+    elif (folder / "tokenizer_config.json").is_file():
+        tk = _read_json(folder, "tokenizer_config.json") or {}
+        if isinstance(tk.get("model_max_length"), int):
+            max_tokens = min(tk["model_max_length"], positions)
+    try:
+        json.loads((folder / "tokenizer.json").read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise _bad(folder, "tokenizer.json is not valid JSON") from None
+    files = list(REQUIRED_FILES) + [pooling_rel]
+    files += [rel for rel in OPTIONAL_FILES if (folder / rel).is_file()]
+    return FolderInfo(
+        architecture="bert",
+        layers=int(config.get("num_hidden_layers", 0)),
+        dim=dim,
+        max_tokens=max_tokens,
+        pooling=modes[0],
+        normalize=normalize,
+        parameters=count_parameters(folder / WEIGHTS),
+        files=tuple(sorted(files)),
+        config=config,
+        license=_license(folder),
+    )
+
+
+def sha256_file(path: Path, on_bytes: Callable[[int], None] | None = None) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(_CHUNK):
+            h.update(chunk)
+            if on_bytes is not None:
+                on_bytes(len(chunk))
+    return h.hexdigest()
+
+
+def copy_files(
+    src: Path, dest: Path, files: tuple[str, ...], on_bytes: Callable[[str, int, int], None] | None = None
+) -> dict[str, dict[str, Any]]:
+    """Copy ``files`` from ``src`` into ``dest``, hashing as it goes: ``{rel: {size, sha256}}``."""
+    out: dict[str, dict[str, Any]] = {}
+    for rel in files:
+        target = dest / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        h = hashlib.sha256()
+        total = (src / rel).stat().st_size
+        done = 0
+        with (src / rel).open("rb") as fin, target.open("wb") as fout:
+            while chunk := fin.read(_CHUNK):
+                fout.write(chunk)
+                h.update(chunk)
+                done += len(chunk)
+                if on_bytes is not None:
+                    on_bytes(rel, done, total)
+        out[rel] = {"size": done, "sha256": h.hexdigest()}
+    return out
+
+
+def hash_files(folder: Path, files: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    return {rel: {"size": (folder / rel).stat().st_size, "sha256": sha256_file(folder / rel)} for rel in files}
+
+
+def tree_digest(files: dict[str, dict[str, Any]]) -> str:
+    """One sha256 for a whole folder: over the sorted ``path\\0sha256\\n`` lines of its files."""
+    h = hashlib.sha256()
+    for rel in sorted(files):
+        h.update(f"{rel}\0{files[rel]['sha256']}\n".encode())
+    return h.hexdigest()
+
+
+def remove_tree(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
