@@ -100,15 +100,21 @@ class ConsoleProgress:
         self._tasks: dict[str, Any] = {}
         self.statuses: list[str] = []
 
+        self._started = False
+
     def __enter__(self) -> ConsoleProgress:
-        self._progress.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._progress.stop()
+        if self._started:
+            self._progress.stop()
+            self._started = False
 
     def __call__(self, event: ProgressEvent) -> None:
         if event.total is not None:
+            if not self._started:  # the live bar only once there are bytes to show
+                self._progress.start()
+                self._started = True
             task = self._tasks.get(event.status)
             if task is None:
                 task = self._progress.add_task(event.status, total=event.total)
@@ -117,4 +123,4 @@ class ConsoleProgress:
             return
         self.statuses.append(event.status)
         if event.status != SUCCESS:
-            self._progress.console.print(event.status, markup=False)
+            self.console.print(event.status, markup=False, highlight=False, soft_wrap=True)
