@@ -1,0 +1,116 @@
+"""The app factory: Ollama + OpenAI routes, ``/health``, ``/metrics``, and room for more.
+
+``create_app(settings, loader=..., store=..., extra_routes=...)`` builds a Starlette app whose shared
+state (:class:`~embedserve.server.state.ServerState`, at ``app.state.embedserve``) is created in the
+lifespan hook, never at import. Tests inject a fake engine loader and a stand-in store; the real
+path loads ONNX engines with ``service.loader.load_engine`` (which never pulls: the server answers
+404 for a model that is not installed, as Ollama does).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from embedserve.config import Settings, cpu_quota
+from embedserve.engine.base import Engine
+from embedserve.server import routes_ollama, routes_openai
+from embedserve.server.errors import EXCEPTION_HANDLERS, handle_error
+from embedserve.server.middleware import GuardMiddleware, is_loopback_bind
+from embedserve.server.routes_ollama import JSON
+from embedserve.server.state import ServerState
+from embedserve.service.manager import ModelManager
+from embedserve.service.metrics import Metrics
+
+
+async def health(request: Request) -> Response:
+    state: ServerState = request.app.state.embedserve
+    return JSON(state.manager.health())
+
+
+async def metrics(request: Request) -> Response:
+    state: ServerState = request.app.state.embedserve
+    return Response(state.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+OPS_ROUTES = [
+    Route("/health", health, methods=["GET", "HEAD"]),
+    Route("/metrics", metrics, methods=["GET"]),
+]
+
+
+def default_loader(settings: Settings) -> Callable[[str], Engine]:
+    from embedserve.service.loader import load_engine
+
+    def load(name: str) -> Engine:
+        return load_engine(name, settings, pull=False)  # type: ignore[no-any-return]
+
+    return load
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    loader: Callable[[str], Engine] | None = None,
+    store: Any = None,
+    extra_routes: Sequence[BaseRoute] = (),
+) -> Starlette:
+    """The server app. ``loader(name) -> Engine`` blocks (it runs in a worker thread)."""
+    if settings is None:
+        from embedserve.config import load
+
+        settings = load()
+    if store is None:
+        from embedserve.store.local import ModelStore
+
+        store = ModelStore.from_settings(settings)
+    engine_loader = loader or default_loader(settings)
+    metrics_ = Metrics()
+    cfg = settings
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        threads = cfg.threads or cpu_quota()
+        executor = ThreadPoolExecutor(max(2, threads), thread_name_prefix="embedserve-model")
+        io_executor = ThreadPoolExecutor(4, thread_name_prefix="embedserve-store")
+        manager = ModelManager(cfg, engine_loader, executor, metrics=metrics_)
+        app.state.embedserve = ServerState(cfg, manager, store, metrics_, executor, io_executor)
+        try:
+            yield
+        finally:
+            await manager.close()
+            executor.shutdown(wait=False, cancel_futures=True)
+            io_executor.shutdown(wait=False, cancel_futures=True)
+
+    routes: list[BaseRoute] = [
+        *routes_ollama.ROUTES,
+        *routes_openai.ROUTES,
+        *OPS_ROUTES,
+        *extra_routes,
+    ]
+    paths = [r.path for r in routes if isinstance(r, Route) and "{" not in r.path]
+    handlers: dict[Any, Any] = dict(EXCEPTION_HANDLERS)
+    handlers[Exception] = handle_error  # a bug still answers in the right shape (500)
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers=handlers,
+        middleware=[
+            Middleware(
+                GuardMiddleware,
+                check_host=is_loopback_bind(settings.host),
+                origins=settings.origins,
+                metrics=metrics_,
+                paths=paths,
+            )
+        ],
+    )
+    return app

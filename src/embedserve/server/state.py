@@ -1,0 +1,93 @@
+"""What the routes share, built in the app's lifespan: settings, the model manager, the store."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from embedserve.config import Settings
+from embedserve.errors import InvalidModelName, ModelNotFound, TooManyInputs
+from embedserve.server.errors import HTTPError
+from embedserve.service.manager import ModelManager, ResidentModel
+from embedserve.service.metrics import Metrics
+from embedserve.store.names import canonical
+from embedserve.vectors import l2_normalize, truncate_dimensions
+
+
+@dataclass
+class ServerState:
+    settings: Settings
+    manager: ModelManager
+    store: Any  # embedserve.store.local.ModelStore, or a stand-in with the same methods
+    metrics: Metrics
+    executor: Executor  # model work: loads, tokenisation, inference
+    io_executor: Executor  # store work: pulls, deletes, listings
+
+    async def in_io(self, fn: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self.io_executor, fn, *args)
+
+
+@dataclass
+class EmbedResult:
+    vectors: np.ndarray  # (n, d) float32
+    tokens: int
+    load_ns: int
+
+
+def check_name(name: str, *, not_found: str) -> str:
+    """Canonical name; blank -> 404 ``not_found`` text; invalid -> 400 ``invalid model name``."""
+    if not name.strip():
+        raise HTTPError(404, not_found)
+    return canonical(name)  # raises InvalidModelName
+
+
+def check_count(state: ServerState, n: int) -> None:
+    if n > state.settings.max_inputs:
+        raise TooManyInputs(n, state.settings.max_inputs)
+
+
+async def embed_texts(
+    state: ServerState,
+    model: str,
+    texts: list[str],
+    *,
+    truncate: bool = True,
+    keep_alive: float | None = None,
+    not_found: str,
+) -> EmbedResult:
+    """Hold ``model`` (loading it on first use) and embed ``texts``: raw pooled float32 vectors.
+
+    An empty ``texts`` only loads the model (Ollama's preload idiom) and keeps it per keep_alive.
+    """
+    t0 = time.perf_counter_ns()
+    try:
+        resident: ResidentModel = await state.manager.acquire(model, keep_alive)
+    except ModelNotFound:
+        raise HTTPError(404, not_found) from None
+    except InvalidModelName:
+        raise
+    try:
+        load_ns = time.perf_counter_ns() - t0
+        if not texts:
+            return EmbedResult(np.zeros((0, 0), np.float32), 0, load_ns)
+        assert resident.batcher is not None
+        vectors, tokens = await resident.batcher.submit(texts, truncate)
+        return EmbedResult(vectors, tokens, load_ns)
+    finally:
+        state.manager.release(resident)
+
+
+def finish_vectors(vectors: np.ndarray, dimensions: int) -> np.ndarray:
+    """L2-normalise, then Matryoshka-truncate when ``0 < dimensions < d`` (ignored otherwise)."""
+    out = l2_normalize(vectors)
+    if 0 < dimensions < out.shape[1]:
+        out = truncate_dimensions(out, dimensions)
+    if not np.isfinite(out).all():
+        raise HTTPError(400, "embedding contains NaN or Inf values")
+    return out
+

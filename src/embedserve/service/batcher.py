@@ -1,0 +1,274 @@
+"""Dynamic batching for one resident model.
+
+Requests put their inputs into a bounded per-model queue and await one future each. A single
+asyncio task drains the queue a *window* at a time (a bounded slice of the queue head) and hands the
+window to a worker thread, which
+
+1. tokenises each request's inputs (``truncate`` is per request; an over-long input fails only its
+   own request),
+2. sorts the window's inputs by token length, and
+3. cuts the sorted run into batches under a padded-token budget (``longest x count <=
+   batch_tokens``; an input longer than the budget goes alone), running ``engine.embed_ids`` on each.
+
+While the worker runs, new requests queue up; the next window is taken as soon as the engine is
+free, so batches grow exactly while the engine is busy and a lone request never waits. Tokenisation
+and inference both run off the event loop (one thread hop per window on the lean path).
+
+Results are written into one array per request, in input order, and the request's future resolves
+when its last input is done; inputs of one request may span batches and windows. If the engine
+raises, the batcher is *crashed*: every request in the window and in the queue gets an
+``EngineError``, ``state`` becomes ``"failed"`` and ``on_crash`` tells the manager, which reloads
+the model on the next request. Nothing is ever left waiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
+from typing import Any
+
+import numpy as np
+
+from embedserve.engine.base import Engine
+from embedserve.errors import EmbedServeError, EngineError, InvalidInput, Overloaded
+from embedserve.service.metrics import Metrics
+
+OVERLOADED_MESSAGE = "server busy, please try again.  maximum pending requests exceeded"
+
+
+class _Request:
+    __slots__ = ("texts", "truncate", "future", "n", "out", "tokens", "remaining", "error")
+
+    def __init__(self, texts: Sequence[str], truncate: bool, future: asyncio.Future[Any]) -> None:
+        self.texts = texts
+        self.truncate = truncate
+        self.future = future
+        self.n = len(texts)
+        self.out: np.ndarray | None = None
+        self.tokens = 0
+        self.remaining = self.n
+        self.error: BaseException | None = None
+
+
+_Item = tuple[_Request, int]
+
+
+class Batcher:
+    """Queue + batch former + worker for one engine. Create and use it on the event loop."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        executor: Executor,
+        *,
+        name: str = "",
+        max_queue: int = 512,
+        batch_tokens: int = 16384,
+        window_items: int = 1024,
+        metrics: Metrics | None = None,
+        on_crash: Callable[[Batcher, BaseException], None] | None = None,
+    ) -> None:
+        self.engine = engine
+        self.name = name or engine.info.name
+        self.max_queue = max(1, max_queue)
+        self.batch_tokens = max(1, batch_tokens)
+        self.window_items = max(1, window_items)
+        # a window is bounded by characters too (~4 chars/token): about two batches' worth
+        self.window_chars = self.batch_tokens * 8
+        self.metrics = metrics
+        self.on_crash = on_crash
+        self.state = "ready"  # "ready" | "failed" | "closed"
+        self.error: BaseException | None = None
+        self._executor = executor
+        self._queue: deque[_Item] = deque()
+        self._window: list[_Item] = []
+        self._wake = asyncio.Event()
+        self._busy = False
+        self._loop = asyncio.get_running_loop()
+        self._task = self._loop.create_task(self._run(), name=f"batcher:{self.name}")
+
+    # -- request side -------------------------------------------------------------------------
+
+    @property
+    def depth(self) -> int:
+        """Inputs waiting (queued, not yet taken into a window)."""
+        return len(self._queue)
+
+    def submit(self, texts: Sequence[str], truncate: bool = True) -> asyncio.Future[Any]:
+        """Queue ``texts``; the future resolves to ``(vectors (n, d) float32 raw, token_count)``.
+
+        Raises ``Overloaded`` when the queue is full (a request larger than the whole queue is still
+        admitted into an empty queue, so no valid request is unservable) and ``EngineError`` when the
+        batcher has crashed or closed.
+        """
+        if self.state != "ready":
+            raise EngineError(self._dead_message())
+        future: asyncio.Future[Any] = self._loop.create_future()
+        n = len(texts)
+        if n == 0:
+            future.set_result((np.zeros((0, self.engine.info.dim), np.float32), 0))
+            return future
+        pending = len(self._queue)
+        if pending and pending + n > self.max_queue:
+            if self.metrics is not None:
+                self.metrics.overloaded.inc(1, (self.name,))
+            raise Overloaded(OVERLOADED_MESSAGE)
+        req = _Request(texts, truncate, future)
+        if n == 1:
+            self._queue.append((req, 0))
+        else:
+            self._queue.extend([(req, i) for i in range(n)])
+        if not self._busy:
+            self._wake.set()
+        return future
+
+    async def embed(self, texts: Sequence[str], truncate: bool = True) -> tuple[np.ndarray, int]:
+        """Raw pooled vectors for ``texts`` in order, and the total token count (specials included)."""
+        return await self.submit(texts, truncate)  # type: ignore[no-any-return]
+
+    # -- batcher side -------------------------------------------------------------------------
+
+    def _dead_message(self) -> str:
+        if self.state == "failed":
+            return f"model {self.name!r} failed: {self.error}"
+        return f"model {self.name!r} was unloaded"
+
+    def _take_window(self) -> list[_Item]:
+        q = self._queue
+        window: list[_Item] = []
+        chars = 0
+        while q and len(window) < self.window_items and chars < self.window_chars:
+            item = q.popleft()
+            if item[0].future.done():  # cancelled by its client, or already failed
+                continue
+            window.append(item)
+            chars += len(item[0].texts[item[1]])
+        return window
+
+    async def _run(self) -> None:
+        loop = self._loop
+        try:
+            while True:
+                if not self._queue:
+                    self._wake.clear()
+                    await self._wake.wait()
+                    if self.state != "ready":
+                        return
+                    continue
+                window = self._take_window()
+                if not window:
+                    continue
+                self._window = window
+                self._busy = True
+                try:
+                    await loop.run_in_executor(self._executor, self._process, window)
+                finally:
+                    self._busy = False
+                self._finish(window)
+                self._window = []
+        except asyncio.CancelledError:
+            self._fail_all(EngineError(self._dead_message()))
+            raise
+        except BaseException as exc:  # the engine (or this loop) crashed: nobody is left waiting
+            self.state = "failed"
+            self.error = exc
+            self._fail_all(EngineError(f"model {self.name!r} failed: {exc}"))
+            if self.on_crash is not None:
+                self.on_crash(self, exc)
+
+    def _finish(self, window: list[_Item]) -> None:
+        seen: set[int] = set()
+        for req, _ in window:
+            if id(req) in seen:
+                continue
+            seen.add(id(req))
+            fut = req.future
+            if fut.done():
+                continue
+            if req.error is not None:
+                fut.set_exception(req.error)
+            elif req.remaining == 0:
+                fut.set_result((req.out, req.tokens))
+
+    def _fail_all(self, exc: EmbedServeError) -> None:
+        for req, _ in (*self._window, *self._queue):
+            if not req.future.done():
+                req.future.set_exception(exc)
+        self._window = []
+        self._queue.clear()
+
+    def _process(self, window: list[_Item]) -> None:
+        """Worker thread: tokenise per request, sort by length, run batches under the budget."""
+        engine = self.engine
+        entries: list[tuple[int, _Request, int, list[int]]] = []
+        # group consecutive items of one request (a window holds them in queue order)
+        start = 0
+        while start < len(window):
+            req = window[start][0]
+            end = start + 1
+            while end < len(window) and window[end][0] is req:
+                end += 1
+            if req.error is None:
+                idxs = [i for _, i in window[start:end]]
+                try:
+                    ids = engine.tokenize([req.texts[i] for i in idxs], truncate=req.truncate)
+                except InvalidInput as exc:  # e.g. InputTooLong: fails this request only
+                    req.error = exc
+                else:
+                    for i, t in zip(idxs, ids):
+                        entries.append((len(t), req, i, t))
+                        req.tokens += len(t)
+            start = end
+        if not entries:
+            return
+        if len(entries) > 1:
+            entries.sort(key=lambda e: e[0])
+        budget = self.batch_tokens
+        batch: list[tuple[int, _Request, int, list[int]]] = []
+        for entry in entries:
+            # sorted ascending, so the newcomer is the longest: cost = its length x new count
+            if batch and entry[0] * (len(batch) + 1) > budget:
+                self._run_batch(batch)
+                batch = []
+            batch.append(entry)
+        self._run_batch(batch)
+
+    def _run_batch(self, batch: list[tuple[int, _Request, int, list[int]]]) -> None:
+        live = [e for e in batch if e[1].error is None]
+        if not live:
+            return
+        t0 = time.perf_counter()
+        vectors = self.engine.embed_ids([e[3] for e in live])
+        vectors = np.asarray(vectors, dtype=np.float32)
+        if vectors.ndim != 2 or vectors.shape[0] != len(live):
+            raise EngineError(
+                f"engine returned shape {vectors.shape} for a batch of {len(live)} inputs"
+            )
+        if self.metrics is not None:
+            self.metrics.observe_batch(self.name, [e[0] for e in live])
+            self.metrics.engine_seconds.observe(time.perf_counter() - t0, (self.name,))
+        for row, (_, req, i, _) in enumerate(live):
+            if req.n == 1:
+                req.out = vectors[row : row + 1]
+            else:
+                if req.out is None:
+                    req.out = np.empty((req.n, vectors.shape[1]), dtype=np.float32)
+                req.out[i] = vectors[row]
+            req.remaining -= 1
+
+    async def close(self) -> None:
+        """Stop the task; anything still queued gets an error. Idempotent."""
+        if self.state == "ready":
+            self.state = "closed"
+        self._wake.set()
+        task = self._task
+        if not task.done():
+            task.cancel()
+            try:
+                await task
+            except (asyncio.CancelledError, Exception):
+                pass
+        self._fail_all(EngineError(self._dead_message()))
