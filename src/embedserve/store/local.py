@@ -147,10 +147,10 @@ class ModelStore:
         return [name for name, _ in self._manifests()]
 
     def repair_hint(self, name: str, source: str = "") -> str:
+        if source.startswith("folder ") and self.registry.lookup(name) is None:
+            return f"recreate it: embedserve create {name} --from {source[len('folder '):]}"
         if self.registry.lookup(name) is not None:
             return f"re-pull it: embedserve pull {name}"
-        if source.startswith("folder "):
-            return f"recreate it: embedserve create {name} --from {source[len('folder '):]}"
         return f"remove it (embedserve rm {name}) and pull or create it again"
 
     # -- reading -----------------------------------------------------------------------------

