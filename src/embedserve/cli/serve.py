@@ -1,9 +1,92 @@
-"""CLI verbs: serve (placeholder until implemented)."""
+"""CLI verb: ``embedserve serve [--host H] [--port P]`` — the Ollama/OpenAI-compatible server.
+
+The address comes from the flags, else ``EMBEDSERVE_HOST``, else ``OLLAMA_HOST`` (parsed the way
+Ollama does), else ``127.0.0.1:11434``. On first start the default model is pulled, visibly (progress
+on stderr), if it is missing. SIGTERM stops accepting connections, lets in-flight requests finish
+(at most ``--grace`` seconds) and exits 0.
+"""
 
 from __future__ import annotations
 
 import argparse
+import signal
+import sys
+from dataclasses import replace
+
+from embedserve.config import DEFAULT_MODEL, Settings, load, parse_host
+from embedserve.errors import EmbedServeError
+
+
+def _address(args: argparse.Namespace, settings: Settings) -> Settings:
+    if args.host:
+        if any(c in args.host for c in ":[/"):  # host:port, [v6]:port, http://host...
+            host, port = parse_host(args.host)
+        else:
+            host, port = args.host, settings.port
+        settings = replace(settings, host=host, port=port)
+    if args.port is not None:
+        settings = replace(settings, port=args.port)
+    return settings
+
+
+def ensure_default_model(settings: Settings, store: object) -> None:
+    """Pull the default model if it is missing; on failure warn and serve what is installed."""
+    from embedserve.store.progress import ConsoleProgress
+
+    if store.find(DEFAULT_MODEL) is not None:  # type: ignore[attr-defined]
+        return
+    if settings.offline:
+        print(f"warning: {DEFAULT_MODEL} is not installed and offline mode is on", file=sys.stderr)
+        return
+    print(f"pulling the default model {DEFAULT_MODEL} (first start)", file=sys.stderr)
+    try:
+        with ConsoleProgress(sys.stderr) as progress:
+            store.pull(DEFAULT_MODEL, progress=progress)  # type: ignore[attr-defined]
+    except EmbedServeError as err:
+        print(f"warning: could not pull {DEFAULT_MODEL}: {err}", file=sys.stderr)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from embedserve.server.app import create_app
+    from embedserve.store.local import ModelStore
+
+    settings = _address(args, load())
+    store = ModelStore.from_settings(settings)
+    if not args.no_pull:
+        ensure_default_model(settings, store)
+    app = create_app(settings, store=store)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=args.log_level,
+        lifespan="on",
+        timeout_graceful_shutdown=args.grace,
+        access_log=args.log_level == "debug",
+    )
+    server = uvicorn.Server(config)
+    print(f"embedserve listening on http://{settings.host}:{settings.port}", file=sys.stderr)
+    # uvicorn re-raises a captured SIGTERM after its graceful shutdown; with a no-op handler in
+    # place that re-raise is harmless and the process exits 0 instead of dying of the signal.
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: None)
+    try:
+        server.run()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if not server.started:
+        raise EmbedServeError(f"could not listen on {settings.host}:{settings.port}")
+    return 0
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    return None
+    p = sub.add_parser("serve", help="run the Ollama- and OpenAI-compatible embedding server")
+    p.add_argument("--host", help="address to bind (default 127.0.0.1, or EMBEDSERVE_HOST / OLLAMA_HOST)")
+    p.add_argument("--port", type=int, help="port (default 11434)")
+    p.add_argument("--no-pull", action="store_true", help="do not pull the default model on start")
+    p.add_argument("--grace", type=float, default=10.0, help="seconds to finish in-flight requests on SIGTERM")
+    p.add_argument(
+        "--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"]
+    )
+    p.set_defaults(func=cmd_serve)
