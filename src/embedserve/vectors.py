@@ -80,6 +80,8 @@ def quantize_embeddings(
     if precision == "float32":
         return emb.astype(np.float32)
     if precision in ("int8", "uint8"):
+        if emb.shape[0] == 0:  # nothing to calibrate or bucket
+            return np.zeros((0, emb.shape[1]), dtype=np.uint8 if precision == "uint8" else np.int8)
         if ranges is None:
             if calibration is None and emb.shape[0] < 2:
                 raise InvalidInput(
@@ -93,7 +95,7 @@ def quantize_embeddings(
             raise InvalidInput(
                 f"ranges must have shape (2, {emb.shape[1]}), got {tuple(ranges.shape)}"
             )
-        # As sentence-transformers >= 5: floor into 256 buckets, clip values outside the ranges,
+        # As sentence-transformers 6.2 (tests/fixtures/golden_quantize.npz): floor into 256 buckets, clip values outside the ranges,
         # and give a constant dimension (step 0) a step of 1 instead of dividing by zero.
         starts = ranges[0, :]
         steps = (ranges[1, :] - starts) / 255

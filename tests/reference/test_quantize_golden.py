@@ -81,3 +81,17 @@ def test_a_single_embedding_without_ranges_is_refused() -> None:
     # the calibration max lands in bucket 254, not 255: float32 (1 - 0) / (1 / 255) = 254.99998,
     # floored — sentence-transformers gives the same
     assert ok.tolist() == [[254] * 8]
+
+
+@pytest.mark.parametrize(
+    ("precision", "dtype", "width"),
+    [
+        ("int8", np.int8, 12),
+        ("uint8", np.uint8, 12),
+        ("binary", np.int8, 2),
+        ("ubinary", np.uint8, 2),
+    ],
+)
+def test_no_rows_give_an_empty_matrix(precision: str, dtype: type, width: int) -> None:
+    out = quantize_embeddings(np.zeros((0, 12), dtype=np.float32), precision)
+    assert out.shape == (0, width) and out.dtype == dtype
