@@ -95,8 +95,9 @@ def quantize_embeddings(
             raise InvalidInput(
                 f"ranges must have shape (2, {emb.shape[1]}), got {tuple(ranges.shape)}"
             )
-        # As sentence-transformers 6.2 (tests/fixtures/golden_quantize.npz): floor into 256 buckets, clip values outside the ranges,
-        # and give a constant dimension (step 0) a step of 1 instead of dividing by zero.
+        # As sentence-transformers 6.2 (tests/fixtures/golden_quantize.npz): floor into 256
+        # buckets, clip values outside the ranges, and give a constant dimension (step 0) a step
+        # of 1 instead of dividing by zero.
         starts = ranges[0, :]
         steps = (ranges[1, :] - starts) / 255
         steps = np.where(steps == 0, 1, steps)
