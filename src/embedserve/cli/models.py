@@ -131,8 +131,13 @@ def show_text(model: InstalledModel) -> str:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    model = _store().get(args.name)
+    store = _store()
+    model = store.get(args.name)  # cheap check: files present with their sizes
+    if args.verify:
+        store.verify(model)  # full sha256 of every file
     sys.stdout.write(show_text(model))
+    if args.verify:
+        print(f"verified: every file matches its sha256 ({model.id})")
     return 0
 
 
@@ -176,6 +181,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
     p = sub.add_parser("show", help="show an installed model's details")
     p.add_argument("name", metavar="NAME")
+    p.add_argument("--verify", action="store_true", help="also check every file's sha256")
     p.set_defaults(func=cmd_show)
 
     p = sub.add_parser("rm", help="remove installed models")
