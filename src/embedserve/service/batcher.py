@@ -68,6 +68,7 @@ class Batcher:
         max_queue: int = 512,
         batch_tokens: int = 16384,
         window_items: int = 1024,
+        max_batch: int = 256,
         metrics: Metrics | None = None,
         on_crash: Callable[[Batcher, BaseException], None] | None = None,
     ) -> None:
@@ -76,6 +77,7 @@ class Batcher:
         self.max_queue = max(1, max_queue)
         self.batch_tokens = max(1, batch_tokens)
         self.window_items = max(1, window_items)
+        self.max_batch = max(1, max_batch)  # inputs per batch, whatever their length
         # a window is bounded by characters too (~4 chars/token): about two batches' worth
         self.window_chars = self.batch_tokens * 8
         self.metrics = metrics
@@ -230,7 +232,7 @@ class Batcher:
         batch: list[tuple[int, _Request, int, list[int]]] = []
         for entry in entries:
             # sorted ascending, so the newcomer is the longest: cost = its length x new count
-            if batch and entry[0] * (len(batch) + 1) > budget:
+            if batch and (entry[0] * (len(batch) + 1) > budget or len(batch) >= self.max_batch):
                 self._run_batch(batch)
                 batch = []
             batch.append(entry)
