@@ -47,8 +47,6 @@ def ensure_default_model(settings: Settings, store: object) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from embedserve.server.app import create_app
     from embedserve.store.local import ModelStore
 
@@ -57,17 +55,26 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if not args.no_pull:
         ensure_default_model(settings, store)
     app = create_app(settings, store=store)
+    print(f"embedserve listening on http://{settings.host}:{settings.port}", file=sys.stderr)
+    if not run(app, settings.host, settings.port, grace=args.grace, log_level=args.log_level):
+        raise EmbedServeError(f"could not listen on {settings.host}:{settings.port}")
+    return 0
+
+
+def run(app: object, host: str, port: int, *, grace: float = 10.0, log_level: str = "warning") -> bool:
+    """Serve ``app`` until SIGINT/SIGTERM; in-flight requests get ``grace`` seconds. True if it ran."""
+    import uvicorn
+
     config = uvicorn.Config(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_level=args.log_level,
+        app,  # type: ignore[arg-type]
+        host=host,
+        port=port,
+        log_level=log_level,
         lifespan="on",
-        timeout_graceful_shutdown=args.grace,
-        access_log=args.log_level == "debug",
+        timeout_graceful_shutdown=grace,
+        access_log=log_level == "debug",
     )
     server = uvicorn.Server(config)
-    print(f"embedserve listening on http://{settings.host}:{settings.port}", file=sys.stderr)
     # uvicorn re-raises a captured SIGTERM after its graceful shutdown; with a no-op handler in
     # place that re-raise is harmless and the process exits 0 instead of dying of the signal.
     previous = signal.signal(signal.SIGTERM, lambda signum, frame: None)
@@ -75,9 +82,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         server.run()
     finally:
         signal.signal(signal.SIGTERM, previous)
-    if not server.started:
-        raise EmbedServeError(f"could not listen on {settings.host}:{settings.port}")
-    return 0
+    return bool(server.started)
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
