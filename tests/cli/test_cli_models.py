@@ -41,7 +41,9 @@ def test_human_formats() -> None:
     assert human_ago(now - timedelta(days=3), now) == "3 days ago"
 
 
-def test_create_list_show_cp_rm(home: Path, tiny_model_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_create_list_show_cp_rm(
+    home: Path, tiny_model_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     code, out, _ = run(capsys, "list")
     assert code == 0 and out.split() == ["NAME", "ID", "SIZE", "MODIFIED"]
 
@@ -62,9 +64,19 @@ def test_create_list_show_cp_rm(home: Path, tiny_model_dir: Path, capsys: pytest
 
     code, out, _ = run(capsys, "show", "tiny8")
     assert code == 0
-    for pattern in (r"architecture\s+bert", r"parameters\s+\d", r"embedding length\s+48", r"context length\s+32",
-                    r"pooling\s+mean", r"normalize\s+yes", r"quantization\s+int8", r"license\s+unknown",
-                    r"source\s+model tiny:latest", r"digest\s+sha256:" + model.digest, r"model\.safetensors\s+\d"):
+    for pattern in (
+        r"architecture\s+bert",
+        r"parameters\s+\d",
+        r"embedding length\s+48",
+        r"context length\s+32",
+        r"pooling\s+mean",
+        r"normalize\s+yes",
+        r"quantization\s+int8",
+        r"license\s+unknown",
+        r"source\s+model tiny:latest",
+        r"digest\s+sha256:" + model.digest,
+        r"model\.safetensors\s+\d",
+    ):
         assert re.search(pattern, out), pattern
 
     code, out, _ = run(capsys, "show", "tiny", "--verify")
@@ -81,8 +93,9 @@ def test_create_list_show_cp_rm(home: Path, tiny_model_dir: Path, capsys: pytest
     assert [ln.split()[0] for ln in out.splitlines()[1:]] == ["ns/tiny-copy:v1"]
 
 
-def test_pull_from_folder_then_again_is_a_no_op(home: Path, real_home: Path, tmp_path: Path,
-                                                 capsys: pytest.CaptureFixture[str]) -> None:
+def test_pull_from_folder_then_again_is_a_no_op(
+    home: Path, real_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     folder = ModelStore(real_home).get("all-minilm").folder
     code, out, err = run(capsys, "pull", "all-minilm", "--from", str(folder))
     assert code == 0, err
@@ -90,35 +103,54 @@ def test_pull_from_folder_then_again_is_a_no_op(home: Path, real_home: Path, tmp
     assert f"using folder {folder}" in err
     code, out, err = run(capsys, "pull", "ALL-MINILM:latest")
     assert code == 0
-    assert out.strip() == "all-minilm:latest is already installed and verified (53aa51172d14); nothing to do"
+    assert (
+        out.strip()
+        == "all-minilm:latest is already installed and verified (53aa51172d14); nothing to do"
+    )
 
 
-def test_pull_unreachable_model_fails_on_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                  capsys: pytest.CaptureFixture[str]) -> None:
+def test_pull_unreachable_model_fails_on_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv("EMBEDSERVE_HOME", str(tmp_path / "h"))
     monkeypatch.delenv("EMBEDSERVE_OFFLINE", raising=False)
     code, _, err = run(capsys, "pull", "all-minilm:33m")
     assert code == 1
     line = one_error_line(err)
-    assert line.startswith("Error: could not pull all-minilm:33m; tried huggingface.co/sentence-transformers/")
+    assert line.startswith(
+        "Error: could not pull all-minilm:33m; tried huggingface.co/sentence-transformers/"
+    )
 
 
 @pytest.mark.parametrize(
     ("argv", "expected"),
     [
-        (["show", "all-minilm"], "Error: model 'all-minilm:latest' is not installed; run: embedserve pull all-minilm:latest"),
+        (
+            ["show", "all-minilm"],
+            "Error: model 'all-minilm:latest' is not installed; run: embedserve pull all-minilm:latest",
+        ),
         (["show", "all-minilm:99m"], "Error: model 'all-minilm:99m' not found: unknown tag '99m'"),
-        (["show", "all-minlm"], "Error: model 'all-minlm:latest' not found; did you mean all-minilm:latest"),
+        (
+            ["show", "all-minlm"],
+            "Error: model 'all-minlm:latest' not found; did you mean all-minilm:latest",
+        ),
         (["show", "bad name"], "Error: invalid model name 'bad name'"),
-        (["pull", "all-minilm:nope"], "Error: model 'all-minilm:nope' not found: unknown tag 'nope'"),
+        (
+            ["pull", "all-minilm:nope"],
+            "Error: model 'all-minilm:nope' not found: unknown tag 'nope'",
+        ),
         (["rm", "ghost"], "Error: model 'ghost:latest' is not installed"),
         (["cp", "ghost", "other"], "Error: model 'ghost:latest' not found"),
         (["create", "x", "--from", "./no/such/dir"], "Error: ./no/such/dir: no such folder"),
-        (["pull", "all-minilm", "--from", "/no/such/dir"], "Error: could not pull all-minilm:latest; tried folder /no/such/dir: no such folder or .whl file"),
+        (
+            ["pull", "all-minilm", "--from", "/no/such/dir"],
+            "Error: could not pull all-minilm:latest; tried folder /no/such/dir: no such folder or .whl file",
+        ),
     ],
 )
-def test_user_errors_are_one_line_and_exit_1(home: Path, argv: list[str], expected: str,
-                                             capsys: pytest.CaptureFixture[str]) -> None:
+def test_user_errors_are_one_line_and_exit_1(
+    home: Path, argv: list[str], expected: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     code, _, err = run(capsys, *argv)
     assert code == 1
     assert one_error_line(err).startswith(expected)
@@ -128,19 +160,28 @@ def test_missing_option_is_one_line_exit_1(home: Path, capsys: pytest.CaptureFix
     with pytest.raises(SystemExit) as exc:
         main(["create", "x"])
     assert exc.value.code == 1
-    assert one_error_line(capsys.readouterr().err) == "Error: the following arguments are required: --from"
+    assert (
+        one_error_line(capsys.readouterr().err)
+        == "Error: the following arguments are required: --from"
+    )
 
 
-def test_create_reports_a_bad_folder(home: Path, tiny_model_dir: Path, tmp_path: Path,
-                                     capsys: pytest.CaptureFixture[str]) -> None:
+def test_create_reports_a_bad_folder(
+    home: Path, tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     folder = Path(shutil.copytree(tiny_model_dir, tmp_path / "broken"))
     (folder / "tokenizer.json").unlink()
     code, _, err = run(capsys, "create", "x", "--from", str(folder))
     assert code == 1
-    assert one_error_line(err) == f"Error: {folder} is not a usable sentence-transformers folder: tokenizer.json is missing"
+    assert (
+        one_error_line(err)
+        == f"Error: {folder} is not a usable sentence-transformers folder: tokenizer.json is missing"
+    )
 
 
-def test_corrupt_entry_says_how_to_re_pull(home: Path, tiny_model_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_corrupt_entry_says_how_to_re_pull(
+    home: Path, tiny_model_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["create", "all-minilm", "--from", str(tiny_model_dir)]) == 0
     model = ModelStore(home).get("all-minilm")
     weights = model.folder / "model.safetensors"

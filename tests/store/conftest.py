@@ -32,6 +32,6 @@ def net(tiny_src: Path) -> FakeNet:
 
 @pytest.fixture
 def store(tmp_path: Path, net: FakeNet) -> ModelStore:
-    return ModelStore(tmp_path / "home", registry=Registry(tiny_cards(net)), transport=net.transport())
-
-
+    return ModelStore(
+        tmp_path / "home", registry=Registry(tiny_cards(net)), transport=net.transport()
+    )

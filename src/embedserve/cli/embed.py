@@ -66,9 +66,11 @@ def parse_texts(data: bytes, origin: str, *, jsonl: bool | None = None) -> Texts
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as err:
-                raise InputFileError(f"{origin}: line {number} is not valid JSON ({err.msg})") from None
+                raise InputFileError(
+                    f"{origin}: line {number} is not valid JSON ({err.msg})"
+                ) from None
             if not isinstance(record, dict) or not isinstance(record.get("text"), str):
-                raise InputFileError(f"{origin}: line {number} has no string \"text\" field")
+                raise InputFileError(f'{origin}: line {number} has no string "text" field')
             out.texts.append(record["text"])
             out.records.append(record)
         else:
@@ -82,7 +84,11 @@ def read_input(args: argparse.Namespace, stdin: IO[Any]) -> Texts:
     if args.texts and args.input:
         raise InvalidInput("give TEXT arguments or --input FILE, not both")
     if args.texts:
-        return Texts(texts=list(args.texts), records=[None] * len(args.texts), lines=list(range(1, len(args.texts) + 1)))
+        return Texts(
+            texts=list(args.texts),
+            records=[None] * len(args.texts),
+            lines=list(range(1, len(args.texts) + 1)),
+        )
     if args.input and args.input != "-":
         path = Path(args.input).expanduser()
         try:
@@ -108,7 +114,9 @@ def _isatty(stream: IO[Any]) -> bool:
         return False
 
 
-def _encode(emb: Any, source: Texts, args: argparse.Namespace, show_bar: bool) -> tuple[np.ndarray, int]:
+def _encode(
+    emb: Any, source: Texts, args: argparse.Namespace, show_bar: bool
+) -> tuple[np.ndarray, int]:
     truncate = not args.no_truncate
     try:
         tokens = sum(emb.count_tokens(source.texts, truncate=truncate))
@@ -119,7 +127,12 @@ def _encode(emb: Any, source: Texts, args: argparse.Namespace, show_bar: bool) -
 
         console = Console(file=sys.stderr)
         with Progress(
-            "embedding", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=console, transient=True
+            "embedding",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            transient=True,
         ) as bar:
             task = bar.add_task("embed", total=len(source.texts))
             vectors = emb.encode(
@@ -145,10 +158,13 @@ def write_output(vectors: np.ndarray, source: Texts, args: argparse.Namespace, m
         Path(args.output).expanduser().write_bytes(buf.getvalue())
         return
     if args.format == "json":
-        body = orjson.dumps(
-            {"model": model, "dimensions": int(vectors.shape[1]), "embeddings": vectors},
-            option=orjson.OPT_SERIALIZE_NUMPY,
-        ) + b"\n"
+        body = (
+            orjson.dumps(
+                {"model": model, "dimensions": int(vectors.shape[1]), "embeddings": vectors},
+                option=orjson.OPT_SERIALIZE_NUMPY,
+            )
+            + b"\n"
+        )
     else:
         rows = []
         for i, vec in enumerate(vectors):
@@ -217,15 +233,34 @@ def cmd_similarity(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("embed", help="embed texts (arguments, --input FILE, or stdin)")
     p.add_argument("texts", nargs="*", metavar="TEXT")
-    p.add_argument("-m", "--model", default=DEFAULT_MODEL, help=f"model name (default {DEFAULT_MODEL})")
-    p.add_argument("-i", "--input", metavar="FILE", help="one text per line, or JSONL with a \"text\" field; - for stdin")
+    p.add_argument(
+        "-m", "--model", default=DEFAULT_MODEL, help=f"model name (default {DEFAULT_MODEL})"
+    )
+    p.add_argument(
+        "-i",
+        "--input",
+        metavar="FILE",
+        help='one text per line, or JSONL with a "text" field; - for stdin',
+    )
     p.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
-    p.add_argument("-f", "--format", choices=FORMATS, default="jsonl", help="output format (npy needs --output)")
-    p.add_argument("--dimensions", type=int, metavar="N", help="keep the first N dimensions (re-normalised)")
-    p.add_argument("--no-truncate", action="store_true", help="fail on texts longer than the model's window")
+    p.add_argument(
+        "-f",
+        "--format",
+        choices=FORMATS,
+        default="jsonl",
+        help="output format (npy needs --output)",
+    )
+    p.add_argument(
+        "--dimensions", type=int, metavar="N", help="keep the first N dimensions (re-normalised)"
+    )
+    p.add_argument(
+        "--no-truncate", action="store_true", help="fail on texts longer than the model's window"
+    )
     p.set_defaults(func=cmd_embed)
 
     p = sub.add_parser("similarity", help="cosine similarity matrix of texts")
     p.add_argument("texts", nargs="+", metavar="TEXT")
-    p.add_argument("-m", "--model", default=DEFAULT_MODEL, help=f"model name (default {DEFAULT_MODEL})")
+    p.add_argument(
+        "-m", "--model", default=DEFAULT_MODEL, help=f"model name (default {DEFAULT_MODEL})"
+    )
     p.set_defaults(func=cmd_similarity)

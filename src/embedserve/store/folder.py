@@ -108,7 +108,9 @@ def inspect_folder(folder: Path) -> FolderInfo:
     for rel in REQUIRED_FILES:
         if not (folder / rel).is_file():
             if rel == WEIGHTS and (folder / "pytorch_model.bin").is_file():
-                raise _bad(folder, "only model.safetensors weights are supported, found pytorch_model.bin")
+                raise _bad(
+                    folder, "only model.safetensors weights are supported, found pytorch_model.bin"
+                )
             raise _bad(folder, f"{rel} is missing")
     config = _read_json(folder, "config.json")
     if not isinstance(config, dict):
@@ -116,7 +118,10 @@ def inspect_folder(folder: Path) -> FolderInfo:
     model_type = str(config.get("model_type", ""))
     archs = config.get("architectures") or []
     if model_type != "bert" and "BertModel" not in archs:
-        raise _bad(folder, f"model_type {model_type or '?'!r} is not BERT (only BERT-family models are supported)")
+        raise _bad(
+            folder,
+            f"model_type {model_type or '?'!r} is not BERT (only BERT-family models are supported)",
+        )
     modules = _read_json(folder, "modules.json")
     if not isinstance(modules, list):
         raise _bad(folder, "modules.json is not a list")
@@ -125,7 +130,10 @@ def inspect_folder(folder: Path) -> FolderInfo:
     for module in modules:
         kind = str(module.get("type", "")).rsplit(".", 1)[-1]
         if kind not in _SUPPORTED_MODULES:
-            raise _bad(folder, f"module {module.get('type')!r} is not supported (only Transformer, Pooling, Normalize)")
+            raise _bad(
+                folder,
+                f"module {module.get('type')!r} is not supported (only Transformer, Pooling, Normalize)",
+            )
         if kind == "Pooling":
             pooling_path = str(module.get("path", "")).strip("/")
         elif kind == "Normalize":
@@ -141,7 +149,10 @@ def inspect_folder(folder: Path) -> FolderInfo:
     else:
         modes = [name for key, name in _POOLING_KEYS if pool_cfg.get(key)]
     if len(modes) != 1 or modes[0] not in {n for _, n in _POOLING_KEYS}:
-        raise _bad(folder, f"{pooling_rel} must select exactly one of cls, mean, max, mean_sqrt_len pooling")
+        raise _bad(
+            folder,
+            f"{pooling_rel} must select exactly one of cls, mean, max, mean_sqrt_len pooling",
+        )
     hidden = int(config.get("hidden_size", 0))
     dim = int(pool_cfg.get("word_embedding_dimension") or hidden)
     if hidden and dim != hidden:
@@ -188,7 +199,10 @@ def sha256_file(path: Path, on_bytes: Callable[[int], None] | None = None) -> st
 
 
 def copy_files(
-    src: Path, dest: Path, files: tuple[str, ...], on_bytes: Callable[[str, int, int], None] | None = None
+    src: Path,
+    dest: Path,
+    files: tuple[str, ...],
+    on_bytes: Callable[[str, int, int], None] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Copy ``files`` from ``src`` into ``dest``, hashing as it goes: ``{rel: {size, sha256}}``."""
     out: dict[str, dict[str, Any]] = {}
@@ -210,7 +224,10 @@ def copy_files(
 
 
 def hash_files(folder: Path, files: tuple[str, ...]) -> dict[str, dict[str, Any]]:
-    return {rel: {"size": (folder / rel).stat().st_size, "sha256": sha256_file(folder / rel)} for rel in files}
+    return {
+        rel: {"size": (folder / rel).stat().st_size, "sha256": sha256_file(folder / rel)}
+        for rel in files
+    }
 
 
 def tree_digest(files: dict[str, dict[str, Any]]) -> str:

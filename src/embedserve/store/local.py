@@ -13,6 +13,8 @@ Layout::
             1_Pooling/config.json
             sentence_bert_config.json, tokenizer_config.json, special_tokens_map.json,
             vocab.txt, config_sentence_transformers.json   (when the source has them)
+            graphs/                      ONNX graphs the engine builds on first load (fp32, int8);
+                                         a cache, not covered by the digests
         manifests/
           <model>/<tag>.json             e.g. manifests/all-minilm/latest.json; a namespaced name
                                          ns/model:tag lives at manifests/ns/model/tag.json
@@ -38,6 +40,7 @@ Manifests are written to ``tmp/`` and moved into place with ``os.replace``, blob
 
 from __future__ import annotations
 
+import builtins
 import json
 import os
 import secrets
@@ -148,7 +151,7 @@ class ModelStore:
 
     def repair_hint(self, name: str, source: str = "") -> str:
         if source.startswith("folder ") and self.registry.lookup(name) is None:
-            return f"recreate it: embedserve create {name} --from {source[len('folder '):]}"
+            return f"recreate it: embedserve create {name} --from {source[len('folder ') :]}"
         if self.registry.lookup(name) is not None:
             return f"re-pull it: embedserve pull {name}"
         return f"remove it (embedserve rm {name}) and pull or create it again"
@@ -244,7 +247,9 @@ class ModelStore:
         if self.registry.lookup(canon) is not None:
             command = f"embedserve pull {canon}"
             return ModelNotFound(
-                f"model '{canon}' is not installed; run: {command}", name=canon, pull_command=command
+                f"model '{canon}' is not installed; run: {command}",
+                name=canon,
+                pull_command=command,
             )
         msg = self.registry.unknown_message(canon, also=self._installed_names())
         return ModelNotFound(msg, name=canon)
@@ -336,7 +341,9 @@ class ModelStore:
             "digest": files[WEIGHTS]["sha256"],
             "quantization": quantization,
             "source": source,
-            "card": None if card is None else (name if self.registry.lookup(name) is card else card.names[0]),
+            "card": None
+            if card is None
+            else (name if self.registry.lookup(name) is card else card.names[0]),
             "created_at": _now().isoformat(),
             "files": files,
             "model": {
@@ -386,7 +393,7 @@ class ModelStore:
             parent = parent.parent
         self.collect_garbage()
 
-    def collect_garbage(self) -> list[str]:
+    def collect_garbage(self) -> builtins.list[str]:
         """Remove blobs that no manifest names; returns their names."""
         if not self.blobs_dir.is_dir():
             return []
@@ -413,9 +420,9 @@ class ModelStore:
             return False
         for entry in self.tmp_dir.iterdir():
             parts = entry.name.split("-")
-            if len(parts) > 2 and parts[0] in ("pull", "create") and parts[1].isdigit():
-                if _alive(int(parts[1])):
-                    return True
+            live = len(parts) > 2 and parts[0] in ("pull", "create") and parts[1].isdigit()
+            if live and _alive(int(parts[1])):
+                return True
         return False
 
     def copy(self, source: str, destination: str) -> InstalledModel:
@@ -428,7 +435,9 @@ class ModelStore:
         self._write_manifest(dest, data)
         return self.get(dest)
 
-    def write_alias(self, model: InstalledModel, name: str, *, quantization: str, source: str) -> InstalledModel:
+    def write_alias(
+        self, model: InstalledModel, name: str, *, quantization: str, source: str
+    ) -> InstalledModel:
         """A new manifest for an installed blob (``create --from MODEL``, pulls that reuse a blob)."""
         data = self._read_manifest(model.name, self.manifest_path(model.name))
         card = self.registry.lookup(name)
@@ -474,4 +483,3 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
-

