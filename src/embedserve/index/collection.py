@@ -308,6 +308,12 @@ class Collection:
                 self._encoder = enc
             return self._encoder
 
+    def _use(self, encoder: IndexEncoder | None) -> IndexEncoder:
+        if encoder is None:
+            return self.encoder
+        self._check_encoder(encoder)
+        return encoder
+
     def _check_encoder(self, encoder: IndexEncoder) -> None:
         info, row = encoder.info, self._row
         if model_key(info.name) != row.model and not (info.digest and info.digest == row.digest):
@@ -342,10 +348,13 @@ class Collection:
         *,
         batch_size: int = 64,
         progress: Callable[[int, int], None] | None = None,
+        encoder: IndexEncoder | None = None,
     ) -> AddResult:
         """Upsert documents by id. Each batch of ``batch_size`` documents is embedded, then
-        committed in one short transaction; ``progress(documents_done, chunks_done)`` after each."""
+        committed in one short transaction; ``progress(documents_done, chunks_done)`` after each.
+        ``encoder`` overrides the collection's own for this call (the server passes its model's)."""
         t0 = time.perf_counter()
+        enc = self._use(encoder)
         docs: dict[str, Document] = {}
         for i, item in enumerate(documents):
             d = _as_document(item, i)
@@ -372,10 +381,10 @@ class Collection:
                     result.added += 1
                 else:
                     result.updated += 1
-                spans = chunk_text(d.text, self.encoder.token_spans, ct, ov)
+                spans = chunk_text(d.text, enc.token_spans, ct, ov)
                 to_embed.append((d, h, spans))
             texts = [c.text_of(d.text) for d, _, cs in to_embed for c in cs]
-            vecs = encode_normalized(self.encoder, texts) if texts else None
+            vecs = encode_normalized(enc, texts) if texts else None
             k = 0
             for d, h, cs in to_embed:
                 rows = []
@@ -502,6 +511,7 @@ class Collection:
         where: Mapping[str, Any] | str | None = None,
         *,
         strategy: Strategy | None = None,
+        encoder: IndexEncoder | None = None,
     ) -> list[QueryHit] | list[list[QueryHit]]:
         """Best ``top_k`` documents for a text (a list of hits), or for each of a list of texts."""
         single = isinstance(query, str)
@@ -509,7 +519,7 @@ class Collection:
         if not texts or not all(isinstance(t, str) and t.strip() for t in texts):
             raise InvalidInput("query must be a non-empty string or a list of them")
         compile_where(where)  # a bad filter fails before any embedding
-        vecs = encode_normalized(self.encoder, texts)
+        vecs = encode_normalized(self._use(encoder), texts)
         results = self.search_vectors(vecs, top_k, where, strategy)
         return results[0] if single else results
 

@@ -48,11 +48,15 @@ class Retrieval:
 
 
 def retrieve(
-    collection: Collection, question: str, top_k: int = 4, where: Mapping[str, Any] | str | None = None
+    collection: Collection,
+    question: str,
+    top_k: int = 4,
+    where: Mapping[str, Any] | str | None = None,
+    encoder: Any = None,
 ) -> Retrieval:
     if not isinstance(question, str) or not question.strip():
         raise InvalidInput("the question must be a non-empty string")
-    hits = collection.query(question, top_k=top_k, where=where)
+    hits = collection.query(question, top_k=top_k, where=where, encoder=encoder)
     assert isinstance(hits, list)
     return Retrieval(question, hits, build_prompt(question, hits))  # type: ignore[arg-type]
 

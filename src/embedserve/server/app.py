@@ -22,7 +22,7 @@ from starlette.routing import BaseRoute, Route
 
 from embedserve.config import Settings, cpu_quota
 from embedserve.engine.base import Engine
-from embedserve.server import routes_ollama, routes_openai
+from embedserve.server import routes_collections, routes_ollama, routes_openai
 from embedserve.server.errors import EXCEPTION_HANDLERS, handle_error
 from embedserve.server.middleware import GuardMiddleware, is_loopback_bind
 from embedserve.server.routes_ollama import JSON
@@ -93,6 +93,7 @@ def create_app(
     routes: list[BaseRoute] = [
         *routes_ollama.ROUTES,
         *routes_openai.ROUTES,
+        *routes_collections.ROUTES,
         *OPS_ROUTES,
         *extra_routes,
     ]
