@@ -165,3 +165,20 @@ console.log(JSON.stringify({ dim: one.embeddings[0].length, count: one.prompt_ev
     assert result["two"] == [32, 32]
     assert "all-minilm:latest" in result["names"]
     assert result["status"] == 404
+
+
+def test_concurrent_clients_real_model(url: str, reference) -> None:
+    """Merged, length-sorted, padded batches give each client the vector it gets alone."""
+    import asyncio
+
+    texts = [str(t) for t in reference["sts_texts"][100:124]]
+    client = ollama.Client(host=url)
+    alone = [client.embed(model="all-minilm", input=t).embeddings[0] for t in texts]
+
+    async def many() -> list:
+        c = ollama.AsyncClient(host=url)
+        return await asyncio.gather(*(c.embed(model="all-minilm", input=t) for t in texts))
+
+    together = asyncio.run(many())
+    for a, b in zip(alone, together):
+        assert np.allclose(a, b.embeddings[0], atol=1e-5)
