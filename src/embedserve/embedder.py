@@ -54,13 +54,17 @@ class Embedder:
         from embedserve.service.loader import load_engine
 
         settings = settings or load()
-        if pull_progress is None:
-            from embedserve.store.progress import stderr_progress
+        if pull_progress is not None:
+            self._engine: Engine = load_engine(
+                model, settings, threads=threads, pull_progress=pull_progress
+            )
+            return
+        import sys
 
-            pull_progress = stderr_progress()
-        self._engine: Engine = load_engine(
-            model, settings, threads=threads, pull_progress=pull_progress
-        )
+        from embedserve.store.progress import ConsoleProgress
+
+        with ConsoleProgress(sys.stderr) as progress:  # a missing model is pulled visibly
+            self._engine = load_engine(model, settings, threads=threads, pull_progress=progress)
 
     @classmethod
     def from_engine(cls, engine: Engine) -> Embedder:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from embedserve.errors import StoreError
 from embedserve.store.onnx_builder import GRAPH_FORMAT, build_bert_graph, save_graph
 
 _lock = threading.Lock()
@@ -23,16 +22,8 @@ def graph_file(folder: Path, digest: str, quantization: str) -> Path:
 def ensure_graph(folder: Path, digest: str, quantization: str = "fp32") -> Path:
     """Path of the graph for this model and variant, building (and caching) it if needed."""
     path = graph_file(folder, digest, quantization)
-    if path.exists():
-        return path
-    with _lock:
-        fp32 = graph_file(folder, digest, "fp32")
-        if not fp32.exists():
-            save_graph(build_bert_graph(folder), fp32)
-        if quantization == "int8" and not path.exists():
-            from embedserve.store.quantize import quantize_graph
-
-            quantize_graph(fp32, path)
-        elif quantization not in ("fp32", "int8"):
-            raise StoreError(f"unknown quantization {quantization!r}")
+    if not path.exists():
+        with _lock:
+            if not path.exists():
+                save_graph(build_bert_graph(folder, quantization), path)
     return path

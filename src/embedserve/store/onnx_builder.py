@@ -130,9 +130,42 @@ class _Graph:
         self.nodes.append(helper.make_node(op, inputs, [out], domain=domain or None, **attrs))
         return out
 
+    def op_multi(self, op: str, inputs: list[str], n_out: int, domain: str = "", **attrs: object) -> list[str]:
+        self._n += 1
+        outs = [f"{op.lower()}_{self._n}_{k}" for k in range(n_out)]
+        self.nodes.append(helper.make_node(op, inputs, outs, domain=domain or None, **attrs))
+        return outs
 
-def build_bert_graph(folder: Path) -> onnx.ModelProto:
-    """Build the fused fp32 graph for the sentence-transformers folder ``folder``."""
+    def matmul(self, x: str, weight: np.ndarray, name: str, int8: bool) -> str:
+        """``x @ weight`` (weight is [in, out]); int8: per-output-channel symmetric int8 weights,
+        activations quantized on the fly (``DynamicQuantizeMatMul``)."""
+        if not int8:
+            return self.op("MatMul", [x, self.const(name, weight)])
+        q, scale = quantize_per_channel(weight)
+        return self.op(
+            "DynamicQuantizeMatMul",
+            [x, self.const(name + "_q", q), self.const(name + "_scale", scale)],
+            domain=MS,
+        )
+
+
+def quantize_per_channel(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric int8 per output column: ``weight ~= q * scale``, |q| <= 127."""
+    scale = np.abs(weight).max(axis=0) / 127.0
+    scale = np.where(scale == 0, 1.0, scale).astype(np.float32)
+    q = np.clip(np.rint(weight / scale), -127, 127).astype(np.int8)
+    return q, scale
+
+
+def build_bert_graph(folder: Path, quantization: str = "fp32") -> onnx.ModelProto:
+    """Build the fused graph for the sentence-transformers folder ``folder``.
+
+    ``quantization="int8"``: the weight MatMuls (not the attention products, LayerNorms, softmax or
+    embeddings) use per-channel int8 weights with dynamically quantized activations.
+    """
+    int8 = quantization == "int8"
+    if quantization not in ("fp32", "int8"):
+        raise StoreError(f"unknown quantization {quantization!r}")
     config = json.loads((folder / "config.json").read_text())
     shape = BertShape.from_config(config)
     pooling, _ = read_pooling(folder)
@@ -170,13 +203,25 @@ def build_bert_graph(folder: Path) -> onnx.ModelProto:
             [get(p + f"attention.self.{n}.weight").T for n in ("query", "key", "value")], axis=1
         )
         qkv_b = np.concatenate([get(p + f"attention.self.{n}.bias") for n in ("query", "key", "value")])
-        attn = g.op(
-            "Attention",
-            [x, g.const(f"l{i}_qkv_w", qkv_w), g.const(f"l{i}_qkv_b", qkv_b), mask_i32],
-            domain=MS,
-            num_heads=shape.heads,
-        )
-        attn = g.op("MatMul", [attn, g.const(f"l{i}_ao_w", get(p + "attention.output.dense.weight").T)])
+        if int8:
+            q, scale = quantize_per_channel(qkv_w)
+            xq, xs, xz = g.op_multi("DynamicQuantizeLinear", [x], 3)
+            attn = g.op(
+                "QAttention",
+                [xq, g.const(f"l{i}_qkv_q", q), g.const(f"l{i}_qkv_b", qkv_b), xs,
+                 g.const(f"l{i}_qkv_scale", scale), mask_i32, xz,
+                 g.const(f"l{i}_qkv_zp", np.zeros(scale.shape, np.int8))],
+                domain=MS,
+                num_heads=shape.heads,
+            )
+        else:
+            attn = g.op(
+                "Attention",
+                [x, g.const(f"l{i}_qkv_w", qkv_w), g.const(f"l{i}_qkv_b", qkv_b), mask_i32],
+                domain=MS,
+                num_heads=shape.heads,
+            )
+        attn = g.matmul(attn, get(p + "attention.output.dense.weight").T, f"l{i}_ao_w", int8)
         x = g.op(
             "SkipLayerNormalization",
             [attn, x, g.const(f"l{i}_ln1_w", get(p + "attention.output.LayerNorm.weight")),
@@ -185,9 +230,9 @@ def build_bert_graph(folder: Path) -> onnx.ModelProto:
             domain=MS,
             epsilon=shape.eps,
         )
-        h = g.op("MatMul", [x, g.const(f"l{i}_in_w", get(p + "intermediate.dense.weight").T)])
+        h = g.matmul(x, get(p + "intermediate.dense.weight").T, f"l{i}_in_w", int8)
         h = g.op("BiasGelu", [h, g.const(f"l{i}_in_b", get(p + "intermediate.dense.bias"))], domain=MS)
-        h = g.op("MatMul", [h, g.const(f"l{i}_out_w", get(p + "output.dense.weight").T)])
+        h = g.matmul(h, get(p + "output.dense.weight").T, f"l{i}_out_w", int8)
         x = g.op(
             "SkipLayerNormalization",
             [h, x, g.const(f"l{i}_ln2_w", get(p + "output.LayerNorm.weight")),
