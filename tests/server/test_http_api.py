@@ -316,3 +316,16 @@ def test_health_and_metrics(client) -> None:
     assert 'embedserve_batch_padded_tokens_total{model="fake:latest"}' in text
     assert 'embedserve_batch_real_tokens_total{model="fake:latest"}' in text
     assert "embedserve_batch_size_bucket" in text
+
+
+def test_num_ctx_narrows_the_window(client, world) -> None:
+    """Ollama's integration test: num_ctx 3 keeps [CLS] why [SEP]; truncate:false errors."""
+    r = client.post("/api/embed", json={"model": "fake", "input": "why is the sky blue?", "options": {"num_ctx": 3}})
+    assert r.status_code == 200 and r.json()["prompt_eval_count"] == 3
+    why = client.post("/api/embed", json={"model": "fake", "input": "why"}).json()["embeddings"][0]
+    assert np.allclose(r.json()["embeddings"][0], why, atol=1e-6)
+    r = client.post("/api/embed", json={"model": "fake", "input": "why is the sky blue?", "truncate": False,
+                                        "options": {"num_ctx": 3}})
+    assert (r.status_code, r.json()) == (400, {"error": "the input length exceeds the context length"})
+    r = client.post("/api/embed", json={"model": "fake", "input": "why", "options": {"num_ctx": 1}})
+    assert (r.status_code, r.json()) == (400, {"error": "input after truncation exceeds maximum context length"})

@@ -65,12 +65,18 @@ async def embed(request: Request) -> Response:
     truncate = get_bool(body, "truncate", "EmbedRequest", True)
     dimensions = get_int(body, "dimensions", "EmbedRequest")
     keep_alive = _keep_alive(body)
-    check_options(body, "EmbedRequest")
+    options = check_options(body, "EmbedRequest")
     check_name(name, not_found=f"model '{name}' not found")
     texts = parse_embed_input(body.get("input"))
     check_count(state, len(texts))
     result = await embed_texts(
-        state, name, texts, truncate=truncate, keep_alive=keep_alive, not_found=_not_found_pull(name)
+        state,
+        name,
+        texts,
+        truncate=truncate,
+        keep_alive=keep_alive,
+        num_ctx=int(options.get("num_ctx") or 0),
+        not_found=_not_found_pull(name),
     )
     if not texts:
         return JSON({"model": name, "embeddings": []})

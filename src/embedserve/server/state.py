@@ -58,6 +58,7 @@ async def embed_texts(
     *,
     truncate: bool = True,
     keep_alive: float | None = None,
+    num_ctx: int = 0,
     not_found: str,
 ) -> EmbedResult:
     """Hold ``model`` (loading it on first use) and embed ``texts``: raw pooled float32 vectors.
@@ -75,8 +76,13 @@ async def embed_texts(
         load_ns = time.perf_counter_ns() - t0
         if not texts:
             return EmbedResult(np.zeros((0, 0), np.float32), 0, load_ns)
-        assert resident.batcher is not None
-        vectors, tokens = await resident.batcher.submit(texts, truncate)
+        assert resident.batcher is not None and resident.engine is not None
+        limit = 0
+        if 0 < num_ctx < resident.engine.info.max_tokens:
+            if num_ctx < 3:  # no room for one token between the specials
+                raise HTTPError(400, "input after truncation exceeds maximum context length")
+            limit = num_ctx
+        vectors, tokens = await resident.batcher.submit(texts, truncate, limit)
         return EmbedResult(vectors, tokens, load_ns)
     finally:
         state.manager.release(resident)

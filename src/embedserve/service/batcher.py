@@ -33,18 +33,21 @@ from typing import Any
 import numpy as np
 
 from embedserve.engine.base import Engine
-from embedserve.errors import EmbedServeError, EngineError, InvalidInput, Overloaded
+from embedserve.errors import EmbedServeError, EngineError, InputTooLong, InvalidInput, Overloaded
 from embedserve.service.metrics import Metrics
 
 OVERLOADED_MESSAGE = "server busy, please try again.  maximum pending requests exceeded"
 
 
 class _Request:
-    __slots__ = ("texts", "truncate", "future", "n", "out", "tokens", "remaining", "error")
+    __slots__ = ("texts", "truncate", "limit", "future", "n", "out", "tokens", "remaining", "error")
 
-    def __init__(self, texts: Sequence[str], truncate: bool, future: asyncio.Future[Any]) -> None:
+    def __init__(
+        self, texts: Sequence[str], truncate: bool, limit: int, future: asyncio.Future[Any]
+    ) -> None:
         self.texts = texts
         self.truncate = truncate
+        self.limit = limit  # 0: the model's window; else a smaller window (Ollama's num_ctx)
         self.future = future
         self.n = len(texts)
         self.out: np.ndarray | None = None
@@ -54,6 +57,19 @@ class _Request:
 
 
 _Item = tuple[_Request, int]
+
+
+def _narrow(
+    ids: list[list[int]], idxs: list[int], limit: int, truncate: bool
+) -> list[list[int]]:
+    out = []
+    for i, t in zip(idxs, ids):
+        if len(t) > limit:
+            if not truncate:
+                raise InputTooLong(i, len(t), limit)
+            t = t[: limit - 1] + t[-1:]
+        out.append(t)
+    return out
 
 
 class Batcher:
@@ -99,8 +115,13 @@ class Batcher:
         """Inputs waiting (queued, not yet taken into a window)."""
         return len(self._queue)
 
-    def submit(self, texts: Sequence[str], truncate: bool = True) -> asyncio.Future[Any]:
+    def submit(
+        self, texts: Sequence[str], truncate: bool = True, limit: int = 0
+    ) -> asyncio.Future[Any]:
         """Queue ``texts``; the future resolves to ``(vectors (n, d) float32 raw, token_count)``.
+
+        ``limit`` (> 1) narrows the window below the model's, like Ollama's ``num_ctx``: longer
+        inputs keep their first ``limit - 1`` tokens and their closing special token.
 
         Raises ``Overloaded`` when the queue is full (a request larger than the whole queue is still
         admitted into an empty queue, so no valid request is unservable) and ``EngineError`` when the
@@ -118,7 +139,7 @@ class Batcher:
             if self.metrics is not None:
                 self.metrics.overloaded.inc(1, (self.name,))
             raise Overloaded(OVERLOADED_MESSAGE)
-        req = _Request(texts, truncate, future)
+        req = _Request(texts, truncate, limit, future)
         if n == 1:
             self._queue.append((req, 0))
         else:
@@ -127,9 +148,11 @@ class Batcher:
             self._wake.set()
         return future
 
-    async def embed(self, texts: Sequence[str], truncate: bool = True) -> tuple[np.ndarray, int]:
+    async def embed(
+        self, texts: Sequence[str], truncate: bool = True, limit: int = 0
+    ) -> tuple[np.ndarray, int]:
         """Raw pooled vectors for ``texts`` in order, and the total token count (specials included)."""
-        return await self.submit(texts, truncate)  # type: ignore[no-any-return]
+        return await self.submit(texts, truncate, limit)  # type: ignore[no-any-return]
 
     # -- batcher side -------------------------------------------------------------------------
 
@@ -217,6 +240,8 @@ class Batcher:
                 idxs = [i for _, i in window[start:end]]
                 try:
                     ids = engine.tokenize([req.texts[i] for i in idxs], truncate=req.truncate)
+                    if req.limit:
+                        ids = _narrow(ids, idxs, req.limit, req.truncate)
                 except InvalidInput as exc:  # e.g. InputTooLong: fails this request only
                     req.error = exc
                 else:
