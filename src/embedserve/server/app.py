@@ -97,7 +97,6 @@ def create_app(
         *OPS_ROUTES,
         *extra_routes,
     ]
-    paths = [r.path for r in routes if isinstance(r, Route) and "{" not in r.path]
     handlers: dict[Any, Any] = dict(EXCEPTION_HANDLERS)
     handlers[Exception] = handle_error  # a bug still answers in the right shape (500)
     app = Starlette(
@@ -110,7 +109,6 @@ def create_app(
                 check_host=is_loopback_bind(settings.host),
                 origins=settings.origins,
                 metrics=metrics_,
-                paths=paths,
             )
         ],
     )

@@ -6,8 +6,8 @@
 * CORS (gin-contrib/cors as Ollama configures it): a cross-origin request whose ``Origin`` is not
   allowed gets 403; allowed origins are ``Settings.origins`` plus http(s)://localhost, 127.0.0.1
   and 0.0.0.0 on any port, and app://, file://, tauri://, vscode-webview://, vscode-file://.
-* Metrics: latency histogram and responses by (route, status); paths outside the route table are
-  counted as ``other`` so a scanner cannot blow up the series.
+* Metrics: latency histogram and responses by (route template, status); paths outside the route
+  table are counted as ``other`` so a scanner cannot blow up the series.
 
 Pure ASGI (not ``BaseHTTPMiddleware``) keeps the per-request cost to a few dict lookups.
 """
@@ -87,13 +87,11 @@ class GuardMiddleware:
         check_host: bool,
         origins: Iterable[str],
         metrics: Metrics,
-        paths: Iterable[str],
     ) -> None:
         self.app = app
         self.check_host = check_host
         self.origins = _origin_pattern((*origins, *_DEFAULT_ORIGINS))
         self.metrics = metrics
-        self.paths = frozenset(paths)
         self.hostname = socket.gethostname().lower()
 
     async def _plain(self, send: Send, status: int, headers: list[tuple[bytes, bytes]]) -> None:
@@ -105,10 +103,6 @@ class GuardMiddleware:
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
-        path = scope["path"]
-        label = path if path in self.paths else (
-            "/v1/models/{model}" if path.startswith("/v1/models/") else "other"
-        )
         status_box = [0]
         metrics = self.metrics
 
@@ -163,6 +157,8 @@ class GuardMiddleware:
                         return
             await self.app(scope, receive, send_wrapper)
         finally:
+            route = scope.get("route")  # set by Starlette's router on a match: the path template
+            label = getattr(route, "path", None) or "other"
             status = status_box[0] or 500
             metrics.requests.inc(1, (label, str(status)))
             metrics.latency.observe(time.perf_counter() - start, (label,))
