@@ -140,6 +140,8 @@ def test_lru_eviction_past_max_loaded_models() -> None:
         with httpx.Client(base_url=url) as c:
             c.post("/api/embed", json={"model": "a", "input": "x"})
             c.post("/api/embed", json={"model": "b", "input": "x"})
+            assert c.post("/api/embed", json={"model": "missing", "input": "x"}).status_code == 404
+            assert set(_ps(c)) == {"a:latest", "b:latest"}  # a missing model evicts nothing
             c.post("/api/embed", json={"model": "a", "input": "y"})  # a is now most recent
             c.post("/api/embed", json={"model": "c", "input": "x"})
             assert set(_ps(c)) == {"a:latest", "c:latest"}  # b was least recently used

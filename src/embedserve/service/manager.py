@@ -5,8 +5,9 @@
 * ``keep_alive`` (seconds; ``math.inf`` forever; ``0`` unload when idle) set by a request replaces
   the model's value; an omitted one keeps it (``Settings.keep_alive`` on first load). The expiry
   timer starts when the last reference is released, so ``expires_at = idle_since + keep_alive``.
-* Loading a model past ``Settings.max_loaded_models`` evicts the least recently used *idle* model
-  (if every model is busy the new one loads anyway; nothing waits).
+* A model that loads past ``Settings.max_loaded_models`` evicts the least recently used *idle*
+  model (if every model is busy it stays anyway; nothing waits). Eviction happens after the load
+  succeeds, so a request for a missing model never costs a resident one.
 * A batcher crash marks its model ``failed`` (shown by ``/health``); the next ``acquire`` reloads it.
 """
 
@@ -101,7 +102,6 @@ class ModelManager:
                 key, name, self.settings.keep_alive if keep_alive is None else keep_alive
             )
             self.models[key] = model
-            await self._make_room(model)
             model.load_task = asyncio.get_running_loop().create_task(self._load(model))
         elif keep_alive is not None:
             model.keep_alive = keep_alive
@@ -160,6 +160,7 @@ class ModelManager:
                     del self.models[model.key]
             raise
         model.engine = engine
+        await self._make_room(model)  # only once it loaded: a bad name evicts nothing
         model.batcher = Batcher(
             engine,
             self.executor,
