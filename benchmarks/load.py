@@ -156,27 +156,35 @@ def main() -> int:
     try:
         wait_up(url)
         httpx.post(url + "/api/embed", json={"model": args.model, "input": texts[:32]}, timeout=120)
-        print(f"{len(texts)} STS-B dev sentences, model {args.model}, server {url}, "
-              f"cpus {os.cpu_count()}, cap {args.seconds:g}s / {args.requests} requests per run")
+        print(
+            f"{len(texts)} STS-B dev sentences, model {args.model}, server {url}, "
+            f"cpus {os.cpu_count()}, cap {args.seconds:g}s / {args.requests} requests per run"
+        )
         print(f"{'clients x texts':>16} {'requests':>9} {'texts/s':>9} {'p50 ms':>8} {'p99 ms':>8}")
         for clients, per in SCENARIOS:
             r = asyncio.run(
                 run_scenario(url, args.model, texts, clients, per, args.seconds, args.requests)
             )
             err = f"  ({int(r['errors'])} errors)" if r["errors"] else ""
-            print(f"{clients:>7} x {per:<6} {int(r['requests']):>9} {r['texts_per_s']:>9.0f} "
-                  f"{r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f}{err}")
+            print(
+                f"{clients:>7} x {per:<6} {int(r['requests']):>9} {r['texts_per_s']:>9.0f} "
+                f"{r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f}{err}"
+            )
         metrics = httpx.get(url + "/metrics").text
         for line in metrics.splitlines():
-            if line.startswith(("embedserve_batch_padded_tokens_total", "embedserve_batch_real_tokens_total")):
+            if line.startswith(
+                ("embedserve_batch_padded_tokens_total", "embedserve_batch_real_tokens_total")
+            ):
                 print("  " + line)
     finally:
         if proc is not None:
             proc.terminate()
             proc.wait(20)
     r2 = in_process(args.model, args.home, texts, min(args.seconds, 5.0))
-    print(f"in-process Embedder: {r2['bulk_texts_per_s']:.0f} texts/s in one encode() call; "
-          f"{r2['single_texts_per_s']:.0f} texts/s one text at a time (p50 {r2['single_p50_ms']:.2f} ms)")
+    print(
+        f"in-process Embedder: {r2['bulk_texts_per_s']:.0f} texts/s in one encode() call; "
+        f"{r2['single_texts_per_s']:.0f} texts/s one text at a time (p50 {r2['single_p50_ms']:.2f} ms)"
+    )
     return 0
 
 

@@ -44,7 +44,9 @@ class FakeInstalled:
 class FakeStore:
     """The ModelStore methods the server uses, in memory. ``catalogue`` is what ``pull`` can get."""
 
-    def __init__(self, installed: tuple[str, ...] = ("fake",), catalogue: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, installed: tuple[str, ...] = ("fake",), catalogue: tuple[str, ...] = ()
+    ) -> None:
         self.models: dict[str, FakeInstalled] = {}
         self.catalogue = {canonical(n) for n in catalogue}
         self.lock = threading.Lock()
@@ -84,14 +86,23 @@ class FakeStore:
             self.models[new.name] = new
         return new
 
-    def pull(self, name: str, *, progress: Callable[[ProgressEvent], None] | None = None) -> FakeInstalled:
+    def pull(
+        self, name: str, *, progress: Callable[[ProgressEvent], None] | None = None
+    ) -> FakeInstalled:
         canon = canonical(name)
         emit = progress or (lambda e: None)
         emit(ProgressEvent("pulling manifest"))
         if canon not in self.catalogue and canon not in self.models:
             raise PullError(f"pull model manifest: file does not exist ({canon})")
         for done in (0, 512, 1024):
-            emit(ProgressEvent("pulling 0123456789ab", digest="sha256:" + "0123456789ab" * 5 + "0123", total=1024, completed=done))
+            emit(
+                ProgressEvent(
+                    "pulling 0123456789ab",
+                    digest="sha256:" + "0123456789ab" * 5 + "0123",
+                    total=1024,
+                    completed=done,
+                )
+            )
             time.sleep(0.01)
         emit(ProgressEvent("verifying sha256 digest"))
         emit(ProgressEvent("writing manifest"))
@@ -115,7 +126,9 @@ class FakeLoader:
         model = self.store.get(name)
         if self.delay:
             time.sleep(self.delay)
-        engine = FakeEngine(model.name, dim=model.dim, max_tokens=model.max_tokens, **self.engine_kw)
+        engine = FakeEngine(
+            model.name, dim=model.dim, max_tokens=model.max_tokens, **self.engine_kw
+        )
         self.loads.append(model.name)
         self.engines.append(engine)
         return engine

@@ -50,7 +50,9 @@ def url(real_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[s
 @pytest.fixture(scope="module")
 def reference() -> dict[str, np.ndarray]:
     """sentence-transformers' all-MiniLM-L6-v2 vectors, recorded in tests/fixtures."""
-    data = np.load(Path(__file__).parent.parent / "fixtures" / "golden_all_minilm.npz", allow_pickle=True)
+    data = np.load(
+        Path(__file__).parent.parent / "fixtures" / "golden_all_minilm.npz", allow_pickle=True
+    )
     return {k: data[k] for k in data.files}
 
 
@@ -119,7 +121,9 @@ def test_ollama_python_legacy_and_management(url: str) -> None:
 def test_openai_python(url: str) -> None:
     client = openai.OpenAI(base_url=f"{url}/v1", api_key="unused")
     default = client.embeddings.create(model="all-minilm", input=[SKY, GRASS])  # base64 on the wire
-    floats = client.embeddings.create(model="all-minilm", input=[SKY, GRASS], encoding_format="float")
+    floats = client.embeddings.create(
+        model="all-minilm", input=[SKY, GRASS], encoding_format="float"
+    )
     a = np.array([d.embedding for d in default.data])
     b = np.array([d.embedding for d in floats.data])
     assert a.shape == (2, 384) and np.allclose(a, b, atol=1e-7)
@@ -140,7 +144,11 @@ def test_ollama_js(url: str, tmp_path: Path) -> None:
         pytest.skip("node/npm not installed")
     proc = subprocess.run(
         [npm, "install", "--no-audit", "--no-fund", "--silent", "ollama"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=180,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
     )
     if proc.returncode != 0:
         pytest.skip(f"npm could not install ollama from the registry: {proc.stderr.strip()[-300:]}")
@@ -158,7 +166,9 @@ console.log(JSON.stringify({ dim: one.embeddings[0].length, count: one.prompt_ev
   two: two.embeddings.map(e => e.length), names: list.models.map(m => m.model), status }))
 """
     )
-    out = subprocess.run([node, str(script), url], capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [node, str(script), url], capture_output=True, text=True, timeout=60, check=False
+    )
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["dim"] == 384 and result["count"] == 8

@@ -30,7 +30,9 @@ def test_concurrent_clients_get_their_own_vectors_and_batches_merge() -> None:
         singles = []
         with httpx.Client(base_url=url) as c:
             for t in texts:
-                singles.append(c.post("/api/embed", json={"model": "fake", "input": t}).json()["embeddings"][0])
+                singles.append(
+                    c.post("/api/embed", json={"model": "fake", "input": t}).json()["embeddings"][0]
+                )
             sizes_before = len(loader.engines[0].batches)
         bodies = [{"model": "fake", "input": t} for t in texts]
         bodies += [{"model": "fake", "input": texts[i : i + 5]} for i in range(0, 40, 5)]
@@ -50,10 +52,14 @@ def test_full_queue_answers_503_with_ollamas_text() -> None:
     store = FakeStore()
     loader = FakeLoader(store, delay_per_batch=0.3)
     app = create_app(settings(max_queue=4), loader=loader, store=store)
-    with serve(app) as url:
-        with httpx.Client(base_url=url) as c:  # load first so the queue is the only limit
-            assert c.post("/api/embed", json={"model": "fake", "input": ""}).status_code == 200
-        responses = asyncio.run(_many(url, [{"model": "fake", "input": f"t{i}"} for i in range(30)]))
+    with (
+        serve(app) as url,
+        httpx.Client(base_url=url) as c,
+    ):  # load first so the queue is the only limit
+        assert c.post("/api/embed", json={"model": "fake", "input": ""}).status_code == 200
+        responses = asyncio.run(
+            _many(url, [{"model": "fake", "input": f"t{i}"} for i in range(30)])
+        )
         statuses = [r.status_code for r in responses]
         assert 503 in statuses and 200 in statuses and set(statuses) <= {200, 503}
         busy = next(r for r in responses if r.status_code == 503)
@@ -77,25 +83,29 @@ def test_engine_crash_fails_waiters_marks_failed_and_reloads() -> None:
             raise RuntimeError("onnxruntime exploded")
 
     loader = FakeLoader(store, fail=fail)
-    with serve(create_app(settings(), loader=loader, store=store)) as url:
-        with httpx.Client(base_url=url, timeout=10) as c:
-            assert c.post("/api/embed", json={"model": "fake", "input": "warm"}).status_code == 200
-            crash["on"] = True
-            t0 = time.monotonic()
-            responses = asyncio.run(_many(url, [{"model": "fake", "input": f"x{i}"} for i in range(10)]))
-            assert time.monotonic() - t0 < 5  # nobody hangs
-            assert all(r.status_code == 500 for r in responses)
-            assert "onnxruntime exploded" in responses[0].json()["error"]
-            health = c.get("/health").json()
-            assert health["status"] == "degraded"
-            assert health["models"] == [
-                {"name": "fake:latest", "state": "failed", "error": "onnxruntime exploded"}
-            ]
-            crash["on"] = False
-            r = c.post("/api/embed", json={"model": "fake", "input": "again"})
-            assert r.status_code == 200
-            assert loader.loads == ["fake:latest", "fake:latest"]  # reloaded
-            assert c.get("/health").json()["models"][0]["state"] == "ready"
+    with (
+        serve(create_app(settings(), loader=loader, store=store)) as url,
+        httpx.Client(base_url=url, timeout=10) as c,
+    ):
+        assert c.post("/api/embed", json={"model": "fake", "input": "warm"}).status_code == 200
+        crash["on"] = True
+        t0 = time.monotonic()
+        responses = asyncio.run(
+            _many(url, [{"model": "fake", "input": f"x{i}"} for i in range(10)])
+        )
+        assert time.monotonic() - t0 < 5  # nobody hangs
+        assert all(r.status_code == 500 for r in responses)
+        assert "onnxruntime exploded" in responses[0].json()["error"]
+        health = c.get("/health").json()
+        assert health["status"] == "degraded"
+        assert health["models"] == [
+            {"name": "fake:latest", "state": "failed", "error": "onnxruntime exploded"}
+        ]
+        crash["on"] = False
+        r = c.post("/api/embed", json={"model": "fake", "input": "again"})
+        assert r.status_code == 200
+        assert loader.loads == ["fake:latest", "fake:latest"]  # reloaded
+        assert c.get("/health").json()["models"][0]["state"] == "ready"
 
 
 def _ps(c: httpx.Client) -> dict[str, dict]:
@@ -114,37 +124,41 @@ def _wait_gone(c: httpx.Client, name: str, timeout: float = 3.0) -> bool:
 def test_keep_alive_semantics() -> None:
     store = FakeStore(installed=("a", "b", "c"))
     loader = FakeLoader(store)
-    with serve(create_app(settings(keep_alive=300.0), loader=loader, store=store)) as url:
-        with httpx.Client(base_url=url) as c:
-            c.post("/api/embed", json={"model": "a", "input": "x"})
-            expires = datetime.fromisoformat(_ps(c)["a:latest"]["expires_at"])
-            assert 250 < expires.timestamp() - time.time() < 310  # default 5m
-            c.post("/api/embed", json={"model": "a", "input": "x", "keep_alive": -1})
-            assert datetime.fromisoformat(_ps(c)["a:latest"]["expires_at"]).year > 2200
-            c.post("/api/embed", json={"model": "a", "input": "x"})  # omitted: keeps forever
-            assert datetime.fromisoformat(_ps(c)["a:latest"]["expires_at"]).year > 2200
-            c.post("/api/embed", json={"model": "a", "input": "x", "keep_alive": 0})
-            assert _wait_gone(c, "a:latest")
-            c.post("/api/embed", json={"model": "b", "input": "", "keep_alive": "300ms"})
-            assert "b:latest" in _ps(c)
-            assert _wait_gone(c, "b:latest")
-            c.post("/api/embeddings", json={"model": "c", "prompt": "", "keep_alive": 0})
-            assert _wait_gone(c, "c:latest")
-            assert loader.loads == ["a:latest", "b:latest", "c:latest"]
+    with (
+        serve(create_app(settings(keep_alive=300.0), loader=loader, store=store)) as url,
+        httpx.Client(base_url=url) as c,
+    ):
+        c.post("/api/embed", json={"model": "a", "input": "x"})
+        expires = datetime.fromisoformat(_ps(c)["a:latest"]["expires_at"])
+        assert 250 < expires.timestamp() - time.time() < 310  # default 5m
+        c.post("/api/embed", json={"model": "a", "input": "x", "keep_alive": -1})
+        assert datetime.fromisoformat(_ps(c)["a:latest"]["expires_at"]).year > 2200
+        c.post("/api/embed", json={"model": "a", "input": "x"})  # omitted: keeps forever
+        assert datetime.fromisoformat(_ps(c)["a:latest"]["expires_at"]).year > 2200
+        c.post("/api/embed", json={"model": "a", "input": "x", "keep_alive": 0})
+        assert _wait_gone(c, "a:latest")
+        c.post("/api/embed", json={"model": "b", "input": "", "keep_alive": "300ms"})
+        assert "b:latest" in _ps(c)
+        assert _wait_gone(c, "b:latest")
+        c.post("/api/embeddings", json={"model": "c", "prompt": "", "keep_alive": 0})
+        assert _wait_gone(c, "c:latest")
+        assert loader.loads == ["a:latest", "b:latest", "c:latest"]
 
 
 def test_lru_eviction_past_max_loaded_models() -> None:
     store = FakeStore(installed=("a", "b", "c"))
     loader = FakeLoader(store)
-    with serve(create_app(settings(max_loaded_models=2), loader=loader, store=store)) as url:
-        with httpx.Client(base_url=url) as c:
-            c.post("/api/embed", json={"model": "a", "input": "x"})
-            c.post("/api/embed", json={"model": "b", "input": "x"})
-            assert c.post("/api/embed", json={"model": "missing", "input": "x"}).status_code == 404
-            assert set(_ps(c)) == {"a:latest", "b:latest"}  # a missing model evicts nothing
-            c.post("/api/embed", json={"model": "a", "input": "y"})  # a is now most recent
-            c.post("/api/embed", json={"model": "c", "input": "x"})
-            assert set(_ps(c)) == {"a:latest", "c:latest"}  # b was least recently used
+    with (
+        serve(create_app(settings(max_loaded_models=2), loader=loader, store=store)) as url,
+        httpx.Client(base_url=url) as c,
+    ):
+        c.post("/api/embed", json={"model": "a", "input": "x"})
+        c.post("/api/embed", json={"model": "b", "input": "x"})
+        assert c.post("/api/embed", json={"model": "missing", "input": "x"}).status_code == 404
+        assert set(_ps(c)) == {"a:latest", "b:latest"}  # a missing model evicts nothing
+        c.post("/api/embed", json={"model": "a", "input": "y"})  # a is now most recent
+        c.post("/api/embed", json={"model": "c", "input": "x"})
+        assert set(_ps(c)) == {"a:latest", "c:latest"}  # b was least recently used
 
 
 def test_concurrent_first_requests_load_once() -> None:
@@ -161,12 +175,22 @@ def test_concurrent_first_requests_load_once() -> None:
 def test_client_errors_never_500(path: str) -> None:
     store = FakeStore()
     with serve(create_app(settings(), loader=FakeLoader(store), store=store)) as url:
-        junk = [None, 1, "s", [], {}, [[]], {"input": {"x": 1}}, {"model": None}, {"model": ["x"]},
-                {"model": "fake", "input": "x", "dimensions": "3"},
-                {"model": "fake", "input": "x", "dimensions": 1.5},
-                {"model": "fake", "input": "x", "options": []},
-                {"model": "fake", "input": "x", "keep_alive": "5 minutes"},
-                {"model": "fake", "input": "x", "keep_alive": {}}]
+        junk = [
+            None,
+            1,
+            "s",
+            [],
+            {},
+            [[]],
+            {"input": {"x": 1}},
+            {"model": None},
+            {"model": ["x"]},
+            {"model": "fake", "input": "x", "dimensions": "3"},
+            {"model": "fake", "input": "x", "dimensions": 1.5},
+            {"model": "fake", "input": "x", "options": []},
+            {"model": "fake", "input": "x", "keep_alive": "5 minutes"},
+            {"model": "fake", "input": "x", "keep_alive": {}},
+        ]
         if path == "/v1/embeddings":
             junk.append({"model": "fake", "input": "x", "encoding_format": 3})
         with httpx.Client(base_url=url) as c:

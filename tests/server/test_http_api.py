@@ -22,9 +22,7 @@ BUSY = "server busy, please try again.  maximum pending requests exceeded"
 def world() -> Iterator[tuple[str, FakeStore, FakeLoader]]:
     store = FakeStore(installed=("fake", "other"), catalogue=("newmodel",))
     loader = FakeLoader(store)
-    app = create_app(
-        settings(max_inputs=50, max_body_bytes=20_000), loader=loader, store=store
-    )
+    app = create_app(settings(max_inputs=50, max_body_bytes=20_000), loader=loader, store=store)
     with serve(app) as url:
         yield url, store, loader
 
@@ -66,8 +64,14 @@ def test_embed_single_and_batch_are_normalised_and_counted(client, world) -> Non
 def test_embed_accepts_old_client_nulls_and_dimensions(client) -> None:
     r = client.post(
         "/api/embed",
-        json={"model": "fake", "input": "a b c", "truncate": None, "options": {}, "keep_alive": None,
-              "dimensions": 8},
+        json={
+            "model": "fake",
+            "input": "a b c",
+            "truncate": None,
+            "options": {},
+            "keep_alive": None,
+            "dimensions": 8,
+        },
     )
     assert r.status_code == 200
     vec = r.json()["embeddings"][0]
@@ -95,7 +99,9 @@ def test_truncation(client) -> None:
     long_text = " ".join(["word"] * 100)  # 102 tokens > 64
     r = client.post("/api/embed", json={"model": "fake", "input": long_text})
     assert r.status_code == 200 and r.json()["prompt_eval_count"] == 64
-    r = client.post("/api/embed", json={"model": "fake", "input": ["ok", long_text], "truncate": False})
+    r = client.post(
+        "/api/embed", json={"model": "fake", "input": ["ok", long_text], "truncate": False}
+    )
     assert r.status_code == 400
     assert r.json() == {"error": "the input length exceeds the context length"}
 
@@ -107,21 +113,39 @@ def test_truncation(client) -> None:
         ({"model": "fake", "input": 5}, 400, "invalid input type"),
         ({"model": "fake", "input": {"a": 1}}, 400, "invalid input type"),
         ({"model": "fake", "input": ["a", None]}, 400, "invalid input type"),
-        ({"model": 5, "input": "x"}, 400,
-         "json: cannot unmarshal number into Go struct field EmbedRequest.model of type string"),
-        ({"model": "fake", "input": "x", "truncate": "yes"}, 400,
-         "json: cannot unmarshal string into Go struct field EmbedRequest.truncate of type bool"),
-        ({"model": "fake", "input": "x", "keep_alive": "-1"}, 400,
-         'time: missing unit in duration "-1"'),
+        (
+            {"model": 5, "input": "x"},
+            400,
+            "json: cannot unmarshal number into Go struct field EmbedRequest.model of type string",
+        ),
+        (
+            {"model": "fake", "input": "x", "truncate": "yes"},
+            400,
+            "json: cannot unmarshal string into Go struct field EmbedRequest.truncate of type bool",
+        ),
+        (
+            {"model": "fake", "input": "x", "keep_alive": "-1"},
+            400,
+            'time: missing unit in duration "-1"',
+        ),
         ({"model": "fake", "input": "x", "keep_alive": True}, 400, "Unsupported type: 'bool'"),
-        ({"model": "fake", "input": "x", "options": {"num_ctx": "x"}}, 400,
-         'option "num_ctx" must be of type integer'),
+        (
+            {"model": "fake", "input": "x", "options": {"num_ctx": "x"}},
+            400,
+            'option "num_ctx" must be of type integer',
+        ),
         ({"model": "bad name!", "input": "x"}, 400, "invalid model name"),
         ({"model": "", "input": "x"}, 404, "model '' not found"),
-        ({"model": "missing", "input": "x"}, 404,
-         'model "missing" not found, try pulling it first'),
-        ({"model": "fake", "input": ["x"] * 51}, 400,
-         "too many inputs: 51 in one request, the limit is 50"),
+        (
+            {"model": "missing", "input": "x"},
+            404,
+            'model "missing" not found, try pulling it first',
+        ),
+        (
+            {"model": "fake", "input": ["x"] * 51},
+            400,
+            "too many inputs: 51 in one request, the limit is 50",
+        ),
     ],
 )
 def test_embed_errors(client, body, status, error) -> None:
@@ -137,7 +161,9 @@ def test_bodies(client) -> None:
     assert r.status_code == 400 and "error" in r.json()
     r = client.post("/api/embed", content=b"[1]")
     assert r.status_code == 400
-    assert r.json()["error"] == "json: cannot unmarshal array into Go value of type api.EmbedRequest"
+    assert (
+        r.json()["error"] == "json: cannot unmarshal array into Go value of type api.EmbedRequest"
+    )
     big = orjson.dumps({"model": "fake", "input": "x" * 30_000})
     r = client.post("/api/embed", content=big)
     assert r.status_code == 413 and "20000" in r.json()["error"]
@@ -157,16 +183,23 @@ def test_legacy_embeddings_raw_float64(client, world) -> None:
     r = client.post("/api/embeddings", json={"model": "fake", "prompt": "hello there"})
     assert r.status_code == 200
     vec = np.array(r.json()["embedding"])
-    assert np.allclose(vec, reference(world[2], ["hello there"])[0], atol=1e-6)  # raw, not normalised
+    assert np.allclose(
+        vec, reference(world[2], ["hello there"])[0], atol=1e-6
+    )  # raw, not normalised
     assert not math.isclose(np.linalg.norm(vec), 1.0, rel_tol=1e-3)
     assert "." in r.text and len(r.text) > 32 * 12  # float64 digits
-    assert client.post("/api/embeddings", json={"model": "fake", "prompt": ""}).json() == {"embedding": []}
+    assert client.post("/api/embeddings", json={"model": "fake", "prompt": ""}).json() == {
+        "embedding": []
+    }
     r = client.post("/api/embeddings", json={"model": "", "prompt": "x"})
     assert (r.status_code, r.json()) == (400, {"error": "model is required"})
     r = client.post("/api/embeddings", json={"model": "missing", "prompt": "x"})
     assert r.status_code == 404
     long_text = " ".join(["w"] * 200)
-    assert client.post("/api/embeddings", json={"model": "fake", "prompt": long_text}).status_code == 200
+    assert (
+        client.post("/api/embeddings", json={"model": "fake", "prompt": long_text}).status_code
+        == 200
+    )
 
 
 # -- /v1 -----------------------------------------------------------------------------------------
@@ -181,7 +214,9 @@ def test_openai_embeddings_float_and_base64(client, world) -> None:
     assert body["usage"] == {"prompt_tokens": 7, "total_tokens": 7}
     floats = np.array([d["embedding"] for d in body["data"]], dtype=np.float32)
     assert np.allclose(floats, l2_normalize(reference(world[2], texts)), atol=1e-6)
-    r = client.post("/v1/embeddings", json={"model": "fake", "input": texts, "encoding_format": "BASE64"})
+    r = client.post(
+        "/v1/embeddings", json={"model": "fake", "input": texts, "encoding_format": "BASE64"}
+    )
     decoded = np.stack(
         [np.frombuffer(base64.b64decode(d["embedding"]), dtype="<f4") for d in r.json()["data"]]
     )
@@ -195,13 +230,30 @@ def test_openai_embeddings_float_and_base64(client, world) -> None:
     [
         ({"model": "fake"}, 400, "invalid input", "invalid_request_error"),
         ({"model": "fake", "input": []}, 400, "invalid input", "invalid_request_error"),
-        ({"model": "fake", "input": [1, 2]}, 400, "token ids are not supported", "invalid_request_error"),
-        ({"model": "fake", "input": [[1, 2]]}, 400, "token ids are not supported", "invalid_request_error"),
-        ({"model": "fake", "input": "x", "encoding_format": "int8"}, 400,
-         "Invalid value for 'encoding_format' = int8. Supported values: ['float', 'base64'].",
-         "invalid_request_error"),
-        ({"model": "nope", "input": "x"}, 404, 'model "nope" not found, try pulling it first',
-         "not_found_error"),
+        (
+            {"model": "fake", "input": [1, 2]},
+            400,
+            "token ids are not supported",
+            "invalid_request_error",
+        ),
+        (
+            {"model": "fake", "input": [[1, 2]]},
+            400,
+            "token ids are not supported",
+            "invalid_request_error",
+        ),
+        (
+            {"model": "fake", "input": "x", "encoding_format": "int8"},
+            400,
+            "Invalid value for 'encoding_format' = int8. Supported values: ['float', 'base64'].",
+            "invalid_request_error",
+        ),
+        (
+            {"model": "nope", "input": "x"},
+            404,
+            'model "nope" not found, try pulling it first',
+            "not_found_error",
+        ),
     ],
 )
 def test_openai_errors(client, body, status, fragment, kind) -> None:
@@ -238,7 +290,13 @@ def test_root_version_tags_show(client) -> None:
     models = client.get("/api/tags").json()["models"]
     entry = next(m for m in models if m["name"] == "fake:latest")
     assert entry["model"] == "fake:latest" and len(entry["digest"]) == 64
-    assert set(entry["details"]) >= {"format", "family", "families", "parameter_size", "quantization_level"}
+    assert set(entry["details"]) >= {
+        "format",
+        "family",
+        "families",
+        "parameter_size",
+        "quantization_level",
+    }
     show = client.post("/api/show", json={"model": "fake"}).json()
     assert "model_info" in show and show["capabilities"] == ["embedding"]
     assert show["parameters"] == "num_ctx                        64"
@@ -269,7 +327,10 @@ def test_pull_stream_and_not_stream(client, world) -> None:
 
 
 def test_copy_and_delete(client) -> None:
-    assert client.post("/api/copy", json={"source": "fake", "destination": "fake-copy"}).status_code == 200
+    assert (
+        client.post("/api/copy", json={"source": "fake", "destination": "fake-copy"}).status_code
+        == 200
+    )
     assert client.post("/api/embed", json={"model": "fake-copy", "input": "x"}).status_code == 200
     r = client.post("/api/copy", json={"source": "ghost", "destination": "y"})
     assert (r.status_code, r.json()) == (404, {"error": 'model "ghost" not found'})
@@ -299,8 +360,13 @@ def test_host_guard_and_cors(client) -> None:
         assert client.get("/api/version", headers={"Host": host}).status_code == 200, host
     r = client.get("/api/version", headers={"Origin": "http://localhost:3000"})
     assert r.headers["access-control-allow-origin"] == "http://localhost:3000"
-    assert client.get("/api/version", headers={"Origin": "https://evil.example.com"}).status_code == 403
-    r = client.options("/api/embed", headers={"Origin": "app://desktop", "Access-Control-Request-Method": "POST"})
+    assert (
+        client.get("/api/version", headers={"Origin": "https://evil.example.com"}).status_code
+        == 403
+    )
+    r = client.options(
+        "/api/embed", headers={"Origin": "app://desktop", "Access-Control-Request-Method": "POST"}
+    )
     assert r.status_code == 204 and "POST" in r.headers["access-control-allow-methods"]
 
 
@@ -320,12 +386,28 @@ def test_health_and_metrics(client) -> None:
 
 def test_num_ctx_narrows_the_window(client, world) -> None:
     """Ollama's integration test: num_ctx 3 keeps [CLS] why [SEP]; truncate:false errors."""
-    r = client.post("/api/embed", json={"model": "fake", "input": "why is the sky blue?", "options": {"num_ctx": 3}})
+    r = client.post(
+        "/api/embed",
+        json={"model": "fake", "input": "why is the sky blue?", "options": {"num_ctx": 3}},
+    )
     assert r.status_code == 200 and r.json()["prompt_eval_count"] == 3
     why = client.post("/api/embed", json={"model": "fake", "input": "why"}).json()["embeddings"][0]
     assert np.allclose(r.json()["embeddings"][0], why, atol=1e-6)
-    r = client.post("/api/embed", json={"model": "fake", "input": "why is the sky blue?", "truncate": False,
-                                        "options": {"num_ctx": 3}})
-    assert (r.status_code, r.json()) == (400, {"error": "the input length exceeds the context length"})
+    r = client.post(
+        "/api/embed",
+        json={
+            "model": "fake",
+            "input": "why is the sky blue?",
+            "truncate": False,
+            "options": {"num_ctx": 3},
+        },
+    )
+    assert (r.status_code, r.json()) == (
+        400,
+        {"error": "the input length exceeds the context length"},
+    )
     r = client.post("/api/embed", json={"model": "fake", "input": "why", "options": {"num_ctx": 1}})
-    assert (r.status_code, r.json()) == (400, {"error": "input after truncation exceeds maximum context length"})
+    assert (r.status_code, r.json()) == (
+        400,
+        {"error": "input after truncation exceeds maximum context length"},
+    )

@@ -61,11 +61,15 @@ def test_sigterm_finishes_in_flight_requests_and_exits_zero(tmp_path: Path) -> N
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_up(url, proc)
-        assert httpx.post(url + "/api/embed", json={"model": "fake", "input": ""}).status_code == 200
+        assert (
+            httpx.post(url + "/api/embed", json={"model": "fake", "input": ""}).status_code == 200
+        )
         result: dict[str, object] = {}
 
         def slow() -> None:
-            r = httpx.post(url + "/api/embed", json={"model": "fake", "input": "slow one"}, timeout=10)
+            r = httpx.post(
+                url + "/api/embed", json={"model": "fake", "input": "slow one"}, timeout=10
+            )
             result["status"] = r.status_code
             result["n"] = len(r.json()["embeddings"])
 

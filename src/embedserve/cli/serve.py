@@ -61,7 +61,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def run(app: object, host: str, port: int, *, grace: float = 10.0, log_level: str = "warning") -> bool:
+def run(
+    app: object, host: str, port: int, *, grace: float = 10.0, log_level: str = "warning"
+) -> bool:
     """Serve ``app`` until SIGINT/SIGTERM; in-flight requests get ``grace`` seconds. True if it ran."""
     import uvicorn
 
@@ -87,10 +89,14 @@ def run(app: object, host: str, port: int, *, grace: float = 10.0, log_level: st
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("serve", help="run the Ollama- and OpenAI-compatible embedding server")
-    p.add_argument("--host", help="address to bind (default 127.0.0.1, or EMBEDSERVE_HOST / OLLAMA_HOST)")
+    p.add_argument(
+        "--host", help="address to bind (default 127.0.0.1, or EMBEDSERVE_HOST / OLLAMA_HOST)"
+    )
     p.add_argument("--port", type=int, help="port (default 11434)")
     p.add_argument("--no-pull", action="store_true", help="do not pull the default model on start")
-    p.add_argument("--grace", type=float, default=10.0, help="seconds to finish in-flight requests on SIGTERM")
+    p.add_argument(
+        "--grace", type=float, default=10.0, help="seconds to finish in-flight requests on SIGTERM"
+    )
     p.add_argument(
         "--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"]
     )

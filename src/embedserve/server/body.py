@@ -105,7 +105,8 @@ def get_int(data: dict[str, Any], key: str, struct: str, default: int = 0) -> in
         raise _mismatch(struct, key, value, "int")
     if isinstance(value, float) and not value.is_integer():
         raise HTTPError(
-            400, f"json: cannot unmarshal number {value} into Go struct field {struct}.{key} of type int"
+            400,
+            f"json: cannot unmarshal number {value} into Go struct field {struct}.{key} of type int",
         )
     return int(value)
 

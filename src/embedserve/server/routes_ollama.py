@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -14,10 +15,16 @@ from starlette.routing import Route
 
 from embedserve import __version__
 from embedserve.durations import parse_keep_alive
-from embedserve.errors import InvalidModelName, ModelNotFound
+from embedserve.errors import EmbedServeError, InvalidInput, InvalidModelName, ModelNotFound
 from embedserve.server.body import check_options, get_bool, get_int, get_str, read_json
 from embedserve.server.errors import HTTPError, status_and_message
-from embedserve.server.state import ServerState, check_count, check_name, embed_texts, finish_vectors
+from embedserve.server.state import (
+    ServerState,
+    check_count,
+    check_name,
+    embed_texts,
+    finish_vectors,
+)
 from embedserve.server.views import rfc3339, show, tag_entry
 from embedserve.store.names import canonical
 
@@ -38,7 +45,7 @@ def _state(request: Request) -> ServerState:
 def _keep_alive(body: dict[str, Any]) -> float | None:
     try:
         return parse_keep_alive(body.get("keep_alive"))
-    except Exception as exc:  # InvalidInput with Go's text
+    except InvalidInput as exc:  # Go's text, e.g. time: missing unit in duration "-1"
         raise HTTPError(400, str(exc)) from None
 
 
@@ -146,10 +153,8 @@ async def ps(request: Request) -> Response:
     for resident in state.manager.running():
         engine = resident.engine
         installed = None
-        try:
+        with contextlib.suppress(EmbedServeError):  # a damaged manifest: still list what runs
             installed = await state.in_io(state.store.find, resident.key)
-        except Exception:
-            pass
         size = int(getattr(installed, "size", 0) or 0)
         entry: dict[str, Any] = {
             "name": resident.key,

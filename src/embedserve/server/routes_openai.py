@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from embedserve.errors import InvalidModelName
 from embedserve.server.body import get_int, get_str, read_json
 from embedserve.server.errors import HTTPError
 from embedserve.server.routes_ollama import JSON, _state
@@ -27,7 +28,7 @@ TOKEN_ARRAYS = (
 
 
 def parse_openai_input(value: Any) -> list[str]:
-    """"" -> [""]; str -> [str]; non-empty list of str -> list; token arrays -> a clear 400."""
+    """ "" -> [""]; str -> [str]; non-empty list of str -> list; token arrays -> a clear 400."""
     if isinstance(value, str):
         return [value]
     if value is None or value == []:
@@ -104,7 +105,7 @@ async def model(request: Request) -> Response:
     model_id = request.path_params["model"]
     try:
         canon = canonical(model_id)
-    except Exception:
+    except InvalidModelName:
         raise HTTPError(404, f"model '{model_id}' not found") from None
     found = await state.in_io(state.store.find, model_id)
     if found is None:

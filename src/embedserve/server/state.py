@@ -96,4 +96,3 @@ def finish_vectors(vectors: np.ndarray, dimensions: int) -> np.ndarray:
     if not np.isfinite(out).all():
         raise HTTPError(400, "embedding contains NaN or Inf values")
     return out
-

@@ -24,6 +24,7 @@ the model on the next request. Nothing is ever left waiting.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -40,7 +41,7 @@ OVERLOADED_MESSAGE = "server busy, please try again.  maximum pending requests e
 
 
 class _Request:
-    __slots__ = ("texts", "truncate", "limit", "future", "n", "out", "tokens", "remaining", "error")
+    __slots__ = ("error", "future", "limit", "n", "out", "remaining", "texts", "tokens", "truncate")
 
     def __init__(
         self, texts: Sequence[str], truncate: bool, limit: int, future: asyncio.Future[Any]
@@ -59,9 +60,7 @@ class _Request:
 _Item = tuple[_Request, int]
 
 
-def _narrow(
-    ids: list[list[int]], idxs: list[int], limit: int, truncate: bool
-) -> list[list[int]]:
+def _narrow(ids: list[list[int]], idxs: list[int], limit: int, truncate: bool) -> list[list[int]]:
     out = []
     for i, t in zip(idxs, ids):
         if len(t) > limit:
@@ -197,7 +196,7 @@ class Batcher:
         except asyncio.CancelledError:
             self._fail_all(EngineError(self._dead_message()))
             raise
-        except BaseException as exc:  # the engine (or this loop) crashed: nobody is left waiting
+        except BaseException as exc:  # noqa: BLE001 - the engine crashed: nobody is left waiting
             self.state = "failed"
             self.error = exc
             self._fail_all(EngineError(f"model {self.name!r} failed: {exc}"))
@@ -294,8 +293,6 @@ class Batcher:
         task = self._task
         if not task.done():
             task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await task
-            except (asyncio.CancelledError, Exception):
-                pass
         self._fail_all(EngineError(self._dead_message()))

@@ -14,6 +14,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import math
 import time
 from collections.abc import AsyncIterator, Callable
@@ -24,11 +26,13 @@ from typing import Any
 from embedserve.config import Settings
 from embedserve.engine.base import Engine
 from embedserve.errors import EngineError, UserError
-from embedserve.store import names
 from embedserve.service.batcher import Batcher
 from embedserve.service.metrics import Metrics
+from embedserve.store import names
 
 Loader = Callable[[str], Engine]  # blocking: name as requested -> engine; raises ModelNotFound
+
+log = logging.getLogger("embedserve.service")
 
 FOREVER_SECONDS = 292 * 365 * 24 * 3600.0  # Go's MaxInt64 ns, as /api/ps shows it
 
@@ -154,10 +158,10 @@ class ModelManager:
         except BaseException as exc:
             model.state = "failed"
             model.error = str(exc)
-            if isinstance(exc, UserError) or not isinstance(exc, Exception):
-                # not installed / bad name: nothing resident to report
-                if self.models.get(model.key) is model:
-                    del self.models[model.key]
+            # not installed / bad name: nothing resident to report
+            gone = isinstance(exc, UserError) or not isinstance(exc, Exception)
+            if gone and self.models.get(model.key) is model:
+                del self.models[model.key]
             raise
         model.engine = engine
         await self._make_room(model)  # only once it loaded: a bad name evicts nothing
@@ -209,8 +213,8 @@ class ModelManager:
         if callable(close):
             try:
                 close()
-            except Exception:
-                pass
+            except Exception:  # unloading must not fail the request that caused it
+                log.warning("closing %s failed", model.key, exc_info=True)
 
     async def unload(self, name: str) -> bool:
         """Unload ``name`` now if resident (used by delete); True if it was."""
@@ -247,8 +251,6 @@ class ModelManager:
         self._closed = True
         for model in list(self.models.values()):
             if model.load_task is not None and not model.load_task.done():
-                try:
+                with contextlib.suppress(Exception, asyncio.CancelledError):
                     await asyncio.wait_for(asyncio.shield(model.load_task), timeout=30)
-                except BaseException:
-                    pass
             await self._drop(model)

@@ -134,7 +134,9 @@ class Metrics:
 
     def __init__(self) -> None:
         self.requests = Counter(
-            "embedserve_http_responses_total", "HTTP responses by route and status", ("path", "status")
+            "embedserve_http_responses_total",
+            "HTTP responses by route and status",
+            ("path", "status"),
         )
         self.latency = Histogram(
             "embedserve_http_request_duration_seconds",
@@ -155,7 +157,9 @@ class Metrics:
             ("model",),
         )
         self.real_tokens = Counter(
-            "embedserve_batch_real_tokens_total", "real (unpadded) tokens sent to the engine", ("model",)
+            "embedserve_batch_real_tokens_total",
+            "real (unpadded) tokens sent to the engine",
+            ("model",),
         )
         self.padded_tokens = Counter(
             "embedserve_batch_padded_tokens_total",
