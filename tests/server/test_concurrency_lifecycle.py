@@ -197,3 +197,26 @@ def test_client_errors_never_500(path: str) -> None:
             for body in junk:
                 r = c.post(path, content=orjson.dumps(body))
                 assert r.status_code < 500, (body, r.status_code, r.text)
+
+
+def test_delete_while_in_flight_lets_the_request_finish() -> None:
+    store = FakeStore(installed=("fake",))
+    loader = FakeLoader(store, delay_per_batch=0.5)
+    with serve(create_app(settings(), loader=loader, store=store)) as url:
+
+        async def scenario() -> tuple[httpx.Response, httpx.Response]:
+            async with httpx.AsyncClient(base_url=url, timeout=10) as c:
+                await c.post("/api/embed", json={"model": "fake", "input": ""})
+                slow = asyncio.ensure_future(
+                    c.post("/api/embed", json={"model": "fake", "input": "in flight"})
+                )
+                await asyncio.sleep(0.2)
+                deleted = await c.request("DELETE", "/api/delete", json={"model": "fake"})
+                return await slow, deleted
+
+        slow, deleted = asyncio.run(scenario())
+        assert slow.status_code == 200 and len(slow.json()["embeddings"]) == 1
+        assert deleted.status_code == 200
+        with httpx.Client(base_url=url) as c:
+            assert _ps(c) == {}
+            assert c.post("/api/embed", json={"model": "fake", "input": "x"}).status_code == 404

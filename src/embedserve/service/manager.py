@@ -128,7 +128,11 @@ class ModelManager:
     def release(self, model: ResidentModel) -> None:
         model.refs -= 1
         model.last_used = time.monotonic()
-        if model.refs > 0 or self.models.get(model.key) is not model:
+        if model.refs > 0:
+            return
+        if self.models.get(model.key) is not model:  # retired by unload() while in use
+            if model.batcher is not None:
+                asyncio.get_running_loop().create_task(self._drop(model))
             return
         model.idle_since = time.time()
         if model.state != "ready":
@@ -217,7 +221,7 @@ class ModelManager:
                 log.warning("closing %s failed", model.key, exc_info=True)
 
     async def unload(self, name: str) -> bool:
-        """Unload ``name`` now if resident (used by delete); True if it was."""
+        """Unload ``name`` (delete, pull): now if idle, else after its in-flight requests finish."""
         try:
             key = names.canonical(name)
         except UserError:
@@ -225,6 +229,9 @@ class ModelManager:
         model = self.models.get(key)
         if model is None:
             return False
+        if model.refs > 0:  # in-flight requests finish first; release() drops it after the last
+            del self.models[key]
+            return True
         await self._drop(model)
         return True
 
