@@ -1,9 +1,347 @@
-"""CLI verbs: bench (placeholder until implemented)."""
+"""CLI verbs ``bench`` (speed, latency, load time, memory) and ``eval`` (STS-B, CISI quality).
+
+Both load models through :func:`open_model` / :func:`open_bench_model` and sentence-transformers
+through :func:`open_reference` / :func:`open_bench_reference`; tests replace those four to inject
+fakes. Progress goes to stderr; the table (or ``--json``) to stdout.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from embedserve.config import DEFAULT_MODEL, Settings, load
+
+# --------------------------------------------------------------------------- openers (patched in tests)
+
+
+def _installed(name: str, settings: Settings) -> Any:
+    """The installed model, pulled visibly first when missing (as the library does)."""
+    from embedserve.service.loader import install
+    from embedserve.store.progress import ConsoleProgress
+
+    with ConsoleProgress(sys.stderr) as progress:
+        return install(name, settings, pull_progress=progress)
+
+
+def open_model(name: str, settings: Settings) -> Any:
+    """An encoder for ``eval``: the library's Embedder."""
+    from embedserve.embedder import Embedder
+
+    _installed(name, settings)
+    return Embedder(name, settings=settings)
+
+
+def open_reference(name: str, settings: Settings) -> Any:
+    """sentence-transformers on the installed folder of ``name`` (an encoder for ``eval``)."""
+    return open_bench_reference(name, settings)[0]
+
+
+def open_bench_model(name: str, settings: Settings, first_build: bool) -> Any:
+    """``(BenchEngine, LoadInfo)`` for ``bench``."""
+    from embedserve.bench.engines import load_embedder
+
+    _installed(name, settings)
+    return load_embedder(name, settings, first_build=first_build)
+
+
+def open_bench_reference(name: str, settings: Settings) -> Any:
+    """``(BenchEngine, LoadInfo)``: sentence-transformers on the installed folder of ``name``, with
+    the same window as embedserve's engine (the folder's max_seq_length, 256 for all-minilm)."""
+    from embedserve.bench.engines import load_sentence_transformers
+    from embedserve.service.loader import max_tokens_of
+
+    folder = Path(_installed(name, settings).folder)
+    return load_sentence_transformers(folder, window=max_tokens_of(folder), threads=settings.threads)
+
+
+# --------------------------------------------------------------------------- shared bits
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    settings = load()
+    if getattr(args, "threads", None):
+        settings = replace(settings, threads=args.threads)
+    return settings
+
+
+def _stdout_console() -> Any:
+    from rich.console import Console
+
+    return Console(width=None if sys.stdout.isatty() else 160)
+
+
+@contextmanager
+def _progress(total: int, description: str) -> Iterator[Any]:
+    """A transient rich progress bar on stderr; yields the bar (``.advance``, ``.describe``)."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    bar = Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=Console(stderr=True), transient=True,
+    )
+
+    class Handle:
+        def advance(self, n: int = 1) -> None:
+            bar.advance(task, n)
+
+        def describe(self, text: str) -> None:
+            bar.update(task, description=text)
+
+    with bar:
+        task = bar.add_task(description, total=total)
+        yield Handle()
+
+
+def _models(args: argparse.Namespace) -> list[str]:
+    return list(dict.fromkeys(args.model or [DEFAULT_MODEL]))
+
+
+# --------------------------------------------------------------------------- eval
+
+
+def eval_command(args: argparse.Namespace) -> int:
+    from embedserve.eval.quality import EvalData, compare, evaluate
+
+    settings = _settings(args)
+    models = _models(args)
+    tasks = ["stsb", "cisi"] if args.task == "all" else [args.task]
+    data = EvalData.load(tasks, args.data_dir)
+    if args.reference:
+        from embedserve.bench.engines import import_sentence_transformers
+
+        import_sentence_transformers()  # fail in one line before loading anything
+    encoders: list[tuple[str, Any]] = []
+    for name in models:
+        enc = open_model(name, settings)
+        encoders.append((enc.info.name, enc))
+    if args.reference:
+        encoders.append(("sentence-transformers", open_reference(models[0], settings)))
+    results = []
+    with _progress(data.size() * len(encoders), "eval") as bar:
+        for label, enc in encoders:
+            bar.describe(f"encoding with {label}")
+            results.append(evaluate(label, enc, data, progress=bar.advance))
+    comparisons = [compare(r, results[0]) for r in results[1:]]
+    published = _published(models[0], settings)
+    if args.json:
+        print(json.dumps(_eval_json(results, comparisons, published), indent=2))
+    else:
+        _print_eval(results, comparisons, published)
+    return 0
+
+
+def _published(name: str, settings: Settings) -> dict[str, float] | None:
+    from embedserve.eval.quality import PUBLISHED
+    from embedserve.store.registry import DEFAULT_REGISTRY
+
+    try:
+        card = DEFAULT_REGISTRY.lookup(name)
+    except Exception:  # an invalid name was already reported by the loader
+        return None
+    return PUBLISHED.get(card.repo) if card is not None else None
+
+
+def _nan_to_none(x: float) -> float | None:
+    return None if x != x else x
+
+
+def _eval_json(results: list[Any], comparisons: list[Any], published: dict[str, float] | None) -> dict[str, Any]:
+    from embedserve.eval.quality import TOLERANCE
+
+    return {
+        "tasks": list(results[0].scores),
+        "models": [
+            {"name": r.name, "scores": {k: _nan_to_none(v) for k, v in r.scores.items()}, "seconds": r.seconds}
+            for r in results
+        ],
+        "comparisons": [
+            {
+                "name": c.name,
+                "baseline": c.baseline,
+                "deltas": c.deltas,
+                "within_tolerance": c.within(),
+                "cosine_min": _nan_to_none(c.cosine_min),
+                "cosine_mean": _nan_to_none(c.cosine_mean),
+            }
+            for c in comparisons
+        ],
+        "tolerance": TOLERANCE,
+        "published_reference": published,
+    }
+
+
+def _print_eval(results: list[Any], comparisons: list[Any], published: dict[str, float] | None) -> None:
+    from rich.table import Table
+
+    from embedserve.eval.quality import METRICS, TOLERANCE
+
+    metrics = list(results[0].scores)
+    table = Table(title="embedding quality", title_justify="left")
+    table.add_column("model")
+    for m in metrics:
+        table.add_column(METRICS[m], justify="right")
+    if comparisons:
+        for m in metrics:
+            table.add_column(f"Δ {METRICS[m].split()[0]} vs first", justify="right")
+        table.add_column("cosine vs first min / mean", justify="right")
+    table.add_column("seconds", justify="right")
+    by_name = {c.name: c for c in comparisons}
+    for i, r in enumerate(results):
+        row = [r.name] + [f"{r.scores[m]:.4f}" for m in metrics]
+        c = by_name.get(r.name) if i else None
+        if comparisons:
+            if c is None:
+                row += ["-"] * len(metrics) + ["-"]
+            else:
+                ok = c.within()
+                row += [f"{c.deltas[m]:+.4f} {'ok' if ok[m] else 'LOW'}" for m in metrics]
+                row.append(f"{c.cosine_min:.4f} / {c.cosine_mean:.4f}")
+        row.append(f"{r.seconds:.1f}")
+        table.add_row(*row)
+    console = _stdout_console()
+    console.print(table)
+    if comparisons:
+        tol = ", ".join(f"{METRICS[m]} -{TOLERANCE[m]}" for m in metrics)
+        console.print(f"ok: within the int8 tolerance of the first model ({tol})", highlight=False)
+    if published:
+        ref = ", ".join(f"{METRICS[m]} {published[m]:.4f}" for m in metrics if m in published)
+        console.print(f"sentence-transformers fp32 reference (data README): {ref}", highlight=False)
+
+
+# --------------------------------------------------------------------------- bench
+
+
+def _text_sets(args: argparse.Namespace) -> list[Any]:
+    from embedserve.bench.runner import file_texts, long_texts, short_texts
+
+    sets = []
+    for spec in dict.fromkeys(args.texts or ["short", "long"]):
+        if spec == "short":
+            sets.append(short_texts(args.data_dir, args.limit_short))
+        elif spec == "long":
+            sets.append(long_texts(args.data_dir, args.limit_long))
+        else:
+            sets.append(file_texts(Path(spec), args.limit_short))
+    return sets
+
+
+def bench_command(args: argparse.Namespace) -> int:
+    from embedserve.bench.engines import ST_NAME, import_sentence_transformers
+    from embedserve.bench.runner import BenchReport, make_rows, run_interleaved
+
+    if args.repeat < 1:
+        from embedserve.errors import InvalidInput
+
+        raise InvalidInput(f"--repeat must be at least 1, got {args.repeat}")
+    settings = _settings(args)
+    models = _models(args)
+    text_sets = _text_sets(args)
+    if args.plot:
+        from embedserve.bench.plot import import_pyplot
+
+        import_pyplot()  # fail in one line before any model loads
+    if args.compare:
+        import_sentence_transformers()
+    engines, loads = [], []
+    for name in models:
+        engine, info = open_bench_model(name, settings, not args.no_build_time)
+        engines.append(engine)
+        loads.append(info)
+    if args.compare:
+        engine, info = open_bench_reference(models[0], settings)
+        engines.append(engine)
+        loads.append(info)
+    steps = args.repeat * len(engines) * len(text_sets)
+    with _progress(steps, "bench") as bar:
+        started = [False]
+
+        def step(text: str) -> None:
+            if started[0]:
+                bar.advance()
+            started[0] = True
+            bar.describe(text)
+
+        bar.describe("warming up")
+        cells = run_interleaved(engines, text_sets, repeat=args.repeat, single=args.single, step=step)
+    baseline = ST_NAME if args.compare else None
+    report = BenchReport(
+        rows=make_rows(cells, args.stat, baseline or ST_NAME),
+        loads=loads,
+        text_sets=text_sets,
+        repeat=args.repeat,
+        statistic=args.stat,
+        baseline=baseline,
+        threads=settings.threads,
+    )
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2))
+    else:
+        from embedserve.bench.table import print_report
+
+        print_report(report, _stdout_console())
+    if args.plot:
+        from embedserve.bench.plot import write_plot
+
+        path = write_plot(report, Path(args.plot))
+        print(f"wrote {path}", file=sys.stderr)
+    return 0
+
+
+# --------------------------------------------------------------------------- registration
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    return None
+    from embedserve.bench.runner import DEFAULT_LIMIT_LONG, DEFAULT_LIMIT_SHORT, DEFAULT_SINGLE
+
+    model_help = f"model to measure (repeatable; default {DEFAULT_MODEL})"
+    p = sub.add_parser(
+        "bench",
+        help="measure texts/s, tokens/s, latency, load time and memory",
+        description="Throughput (texts/s, tokens/s) on short (STS-B) and long (CISI) texts, "
+        "single-text latency, model load time and RSS, optionally beside sentence-transformers "
+        "in the same process (interleaved passes).",
+    )
+    p.add_argument("-m", "--model", action="append", help=model_help)
+    p.add_argument("--compare", choices=["sentence-transformers"],
+                   help="also run sentence-transformers (the `reference` extra) on the same folder")
+    p.add_argument("--texts", action="append", metavar="short|long|FILE",
+                   help="text set (repeatable; default short and long); FILE: one text per line")
+    p.add_argument("--limit-short", type=int, default=DEFAULT_LIMIT_SHORT, metavar="N",
+                   help=f"short texts (and FILE lines) to use (default {DEFAULT_LIMIT_SHORT})")
+    p.add_argument("--limit-long", type=int, default=DEFAULT_LIMIT_LONG, metavar="N",
+                   help=f"long texts to use (default {DEFAULT_LIMIT_LONG})")
+    p.add_argument("--repeat", type=int, default=3, metavar="N", help="interleaved passes (default 3)")
+    p.add_argument("--single", type=int, default=DEFAULT_SINGLE, metavar="N",
+                   help=f"single-text calls per set and pass, for latency (default {DEFAULT_SINGLE})")
+    p.add_argument("--stat", choices=["best", "median"], default="best",
+                   help="how passes are reduced (default best: the least disturbed pass)")
+    p.add_argument("--threads", type=int, help="inference threads for every engine (default: CPU quota)")
+    p.add_argument("--no-build-time", action="store_true",
+                   help="skip timing a first load with the graph built")
+    p.add_argument("--plot", metavar="OUT.png", help="write a bar chart (the `plot` extra)")
+    p.add_argument("--json", action="store_true", help="print machine-readable results")
+    p.add_argument("--data-dir", type=Path, help="evaluation data folder (default ../shared/data)")
+    p.set_defaults(func=bench_command)
+
+    e = sub.add_parser(
+        "eval",
+        help="score models on STS-B (Spearman) and CISI (nDCG@10)",
+        description="STS-B dev Spearman (cosine vs gold) and CISI nDCG@10 (76 judged queries) per "
+        "model; with two or more models, deltas and vector cosine against the first.",
+    )
+    e.add_argument("-m", "--model", action="append", help=model_help)
+    e.add_argument("--task", choices=["stsb", "cisi", "all"], default="all")
+    e.add_argument("--reference", action="store_true",
+                   help="add sentence-transformers on the first model's folder (the `reference` extra)")
+    e.add_argument("--threads", type=int, help="inference threads (default: CPU quota)")
+    e.add_argument("--json", action="store_true", help="print machine-readable results")
+    e.add_argument("--data-dir", type=Path, help="evaluation data folder (default ../shared/data)")
+    e.set_defaults(func=eval_command)
