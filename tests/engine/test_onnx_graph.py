@@ -96,3 +96,20 @@ def test_embedder_batches_by_length_and_keeps_order(tmp_path: Path) -> None:
     assert short.shape == (3, 8)
     np.testing.assert_allclose(np.linalg.norm(short, axis=1), 1.0, atol=1e-5)
     assert emb.encode("one text").shape == (emb.dim,)
+
+
+def test_a_12_layer_model_runs_through_the_store_like_l12(tmp_path: Path) -> None:
+    """all-MiniLM-L12-v2 exists only on the hub: its path (create -> store -> graph -> Embedder)
+    is exercised with a generated 12-layer model of another width, against numpy."""
+    from embedserve.config import Settings
+    from embedserve.store.local import ModelStore
+
+    folder = make_tiny_bert(tmp_path / "src", layers=12, hidden=64, heads=4, intermediate=128)
+    home = tmp_path / "home"
+    ModelStore(home).create("mini-l12:33m", source=folder)
+    emb = Embedder("mini-l12:33m", settings=Settings(home=home, offline=True))
+    assert emb.info.dim == 64 and emb.info.name == "mini-l12:33m"
+    got = emb.encode(TEXTS, normalize=False)
+    ids = emb.engine.tokenize(TEXTS)
+    for row, seq in zip(got, ids):
+        np.testing.assert_allclose(row, numpy_bert.forward(folder, seq), rtol=1e-3, atol=1e-4)
