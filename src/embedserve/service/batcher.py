@@ -8,7 +8,11 @@ window to a worker thread, which
    own request),
 2. sorts the window's inputs by token length, and
 3. cuts the sorted run into batches under a padded-token budget (``longest x count <=
-   batch_tokens``; an input longer than the budget goes alone), running ``engine.embed_ids`` on each.
+   batch_tokens``) and of at most ``max_batch`` inputs (an input longer than the budget goes
+   alone), running ``engine.embed_ids`` on each, shortest batches first.
+
+The window (up to ``window_items`` inputs, ~2 budgets of text) is what length sorting chooses
+neighbours from; it is bounded, so an input waits at most one window behind later arrivals.
 
 While the worker runs, new requests queue up; the next window is taken as soon as the engine is
 free, so batches grow exactly while the engine is busy and a lone request never waits. Tokenisation
@@ -83,7 +87,7 @@ class Batcher:
         max_queue: int = 512,
         batch_tokens: int = 16384,
         window_items: int = 1024,
-        max_batch: int = 256,
+        max_batch: int = 32,
         metrics: Metrics | None = None,
         on_crash: Callable[[Batcher, BaseException], None] | None = None,
     ) -> None:
@@ -92,7 +96,10 @@ class Batcher:
         self.max_queue = max(1, max_queue)
         self.batch_tokens = max(1, batch_tokens)
         self.window_items = max(1, window_items)
-        self.max_batch = max(1, max_batch)  # inputs per batch, whatever their length
+        # inputs per batch: on CPU, 32 sorted neighbours run ~1.9x faster per text than one padded
+        # batch of the whole 128-input window (measured on STS-B, all-minilm); the window still
+        # gives the length sorting its choice of neighbours
+        self.max_batch = max(1, max_batch)
         # a window is bounded by characters too (~4 chars/token): about two batches' worth
         self.window_chars = self.batch_tokens * 8
         self.metrics = metrics
