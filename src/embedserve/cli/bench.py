@@ -24,8 +24,15 @@ from embedserve.config import DEFAULT_MODEL, Settings, load
 def _installed(name: str, settings: Settings) -> Any:
     """The installed model, pulled visibly first when missing (as the library does)."""
     from embedserve.service.loader import install
+    from embedserve.store.local import ModelStore
     from embedserve.store.progress import ConsoleProgress
 
+    store = ModelStore(settings.home)
+    model = store.find(name)
+    if model is not None:
+        return model
+    if settings.offline:  # "not found, did you mean" for unknown names, "run: pull" for known
+        raise store.not_installed(name)
     with ConsoleProgress(sys.stderr) as progress:
         return install(name, settings, pull_progress=progress)
 
