@@ -62,7 +62,6 @@ def write_tiny_data(root: Path) -> Path:
     return root
 
 
-
 class FakeClock:
     def __init__(self) -> None:
         self.now = 100.0
@@ -76,7 +75,13 @@ class ClockedEngine:
     logs what it ran, so interleaving and rates can be checked exactly."""
 
     def __init__(
-        self, name: str, clock: FakeClock, per_text: float, log: list[str], *, kind: str = "fake",
+        self,
+        name: str,
+        clock: FakeClock,
+        per_text: float,
+        log: list[str],
+        *,
+        kind: str = "fake",
         per_call: float = 0.0,
     ) -> None:
         self.name, self.kind, self.clock = name, kind, clock

@@ -55,7 +55,9 @@ def fakes(monkeypatch: pytest.MonkeyPatch, home: Path) -> list[str]:
     def open_bench_model(name: str, settings: Any, first_build: bool) -> Any:
         opened.append(name)
         emb = fake_embedder(name)
-        return EmbedderBench(emb.info.name, emb), LoadInfo(emb.info.name, "embedserve", 0.1, 0.5, 100.0)
+        return EmbedderBench(emb.info.name, emb), LoadInfo(
+            emb.info.name, "embedserve", 0.1, 0.5, 100.0
+        )
 
     def open_bench_reference(name: str, settings: Any) -> Any:
         opened.append(f"st:{name}")
@@ -80,24 +82,44 @@ def fakes(monkeypatch: pytest.MonkeyPatch, home: Path) -> list[str]:
 # --------------------------------------------------------------------------- bench, fakes
 
 
-def test_bench_json_with_compare(fakes: list[str], tiny_data: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_bench_json_with_compare(
+    fakes: list[str], tiny_data: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     code, out, err = run(
-        capsys, "bench", "-m", "fake", "--compare", "sentence-transformers", "--data-dir",
-        str(tiny_data), "--repeat", "2", "--single", "2", "--json",
+        capsys,
+        "bench",
+        "-m",
+        "fake",
+        "--compare",
+        "sentence-transformers",
+        "--data-dir",
+        str(tiny_data),
+        "--repeat",
+        "2",
+        "--single",
+        "2",
+        "--json",
     )
     assert code == 0, err
     assert fakes == ["fake", "st:fake"]  # sentence-transformers loads the first model's folder
     data = json.loads(out)
     assert data["repeat"] == 2 and data["baseline"] == ST_NAME
     cells = [(r["engine"], r["texts"]) for r in data["results"]]
-    assert cells == [("fake:latest", "short"), ("fake:latest", "long"),
-                     (ST_NAME, "short"), (ST_NAME, "long")]
+    assert cells == [
+        ("fake:latest", "short"),
+        ("fake:latest", "long"),
+        (ST_NAME, "short"),
+        (ST_NAME, "long"),
+    ]
     for r in data["results"]:
         assert r["texts_per_s"] > 0 and r["tokens_per_s"] > r["texts_per_s"]
         assert len(r["seconds_all"]) == 2
         assert r["ratio"] == pytest.approx(
-            r["texts_per_s"] / next(
-                x["texts_per_s"] for x in data["results"] if x["engine"] == ST_NAME and x["texts"] == r["texts"]
+            r["texts_per_s"]
+            / next(
+                x["texts_per_s"]
+                for x in data["results"]
+                if x["engine"] == ST_NAME and x["texts"] == r["texts"]
             )
         )
     assert [t["texts"] for t in data["text_sets"]] == [8, 3]  # all 8 unique sentences, 3 docs
@@ -110,8 +132,24 @@ def test_bench_table_several_models_and_a_file(
     f = tmp_path / "mine.txt"
     f.write_text("first text\nsecond text\n")
     code, out, err = run(
-        capsys, "bench", "-m", "fake", "-m", "other", "--texts", "short", "--texts", str(f),
-        "--data-dir", str(tiny_data), "--repeat", "1", "--single", "1", "--limit-short", "4",
+        capsys,
+        "bench",
+        "-m",
+        "fake",
+        "-m",
+        "other",
+        "--texts",
+        "short",
+        "--texts",
+        str(f),
+        "--data-dir",
+        str(tiny_data),
+        "--repeat",
+        "1",
+        "--single",
+        "1",
+        "--limit-short",
+        "4",
     )
     assert code == 0, err
     rows = [ln for ln in out.splitlines() if "fake:latest" in ln or "other:latest" in ln]
@@ -121,12 +159,23 @@ def test_bench_table_several_models_and_a_file(
     assert "load s (graph cached)" in out and "peak RSS" in out
 
 
-def test_bench_plot(fakes: list[str], tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_bench_plot(
+    fakes: list[str], tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     pytest.importorskip("matplotlib")
     png = tmp_path / "out.png"
     code, _, err = run(
-        capsys, "bench", "--data-dir", str(tiny_data), "--repeat", "1", "--single", "1",
-        "--plot", str(png), "--json",
+        capsys,
+        "bench",
+        "--data-dir",
+        str(tiny_data),
+        "--repeat",
+        "1",
+        "--single",
+        "1",
+        "--plot",
+        str(png),
+        "--json",
     )
     assert code == 0, err
     assert png.read_bytes()[:4] == b"\x89PNG"
@@ -140,20 +189,33 @@ def test_eval_table_with_deltas_and_reference(
     fakes: list[str], tiny_data: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code, out, err = run(
-        capsys, "eval", "-m", "fake", "-m", "fake:copy", "-m", "other", "--reference",
-        "--data-dir", str(tiny_data),
+        capsys,
+        "eval",
+        "-m",
+        "fake",
+        "-m",
+        "fake:copy",
+        "-m",
+        "other",
+        "--reference",
+        "--data-dir",
+        str(tiny_data),
     )
     assert code == 0, err
     assert fakes == ["fake", "fake:copy", "other", "st:fake"]
     assert "STS-B Spearman" in out and "CISI nDCG@10" in out
     copy = next(ln for ln in out.splitlines() if "fake:copy" in ln)
     assert "+0.0000 ok" in copy and "1.0000 / 1.0000" in copy  # same vectors as the first
-    assert any(ln.startswith("│ sentence-transformers") or "sentence-transformers " in ln
-               for ln in out.splitlines())
+    assert any(
+        ln.startswith("│ sentence-transformers") or "sentence-transformers " in ln
+        for ln in out.splitlines()
+    )
 
 
 def test_eval_json(fakes: list[str], tiny_data: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = run(capsys, "eval", "-m", "fake", "-m", "other", "--data-dir", str(tiny_data), "--json")
+    code, out, err = run(
+        capsys, "eval", "-m", "fake", "-m", "other", "--data-dir", str(tiny_data), "--json"
+    )
     assert code == 0, err
     data = json.loads(out)
     assert data["tasks"] == ["stsb", "cisi"]
@@ -170,8 +232,12 @@ def test_eval_json(fakes: list[str], tiny_data: Path, capsys: pytest.CaptureFixt
     assert data["published_reference"] is None  # fake is not a registry model
 
 
-def test_eval_one_task(fakes: list[str], tiny_data: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = run(capsys, "eval", "-m", "fake", "--task", "stsb", "--data-dir", str(tiny_data), "--json")
+def test_eval_one_task(
+    fakes: list[str], tiny_data: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run(
+        capsys, "eval", "-m", "fake", "--task", "stsb", "--data-dir", str(tiny_data), "--json"
+    )
     assert code == 0, err
     assert json.loads(out)["tasks"] == ["stsb"]
 
@@ -179,7 +245,9 @@ def test_eval_one_task(fakes: list[str], tiny_data: Path, capsys: pytest.Capture
 # --------------------------------------------------------------------------- errors: one line, exit 1
 
 
-def test_unknown_model_is_one_line(home: Path, tiny_data: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_unknown_model_is_one_line(
+    home: Path, tiny_data: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     for verb in ("bench", "eval"):
         code, out, err = run(capsys, verb, "-m", "no-such-model", "--data-dir", str(tiny_data))
         assert code == 1 and out == ""
@@ -198,7 +266,9 @@ def test_compare_without_sentence_transformers(
     home: Path, tiny_data: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setitem(sys.modules, "sentence_transformers", None)  # import fails
-    code, out, err = run(capsys, "bench", "--compare", "sentence-transformers", "--data-dir", str(tiny_data))
+    code, out, err = run(
+        capsys, "bench", "--compare", "sentence-transformers", "--data-dir", str(tiny_data)
+    )
     assert code == 1 and out == ""
     assert error_line(err) == (
         "Error: sentence-transformers is not installed; pip install 'embedserve[reference]'"
@@ -216,10 +286,14 @@ def test_plot_without_matplotlib(
     assert error_line(err) == "Error: matplotlib is not installed; pip install 'embedserve[plot]'"
 
 
-def test_bad_arguments(home: Path, tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_arguments(
+    home: Path, tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     code, _, err = run(capsys, "bench", "--repeat", "0", "--data-dir", str(tiny_data))
     assert code == 1 and "--repeat must be at least 1" in error_line(err)
-    code, _, err = run(capsys, "bench", "--texts", str(tmp_path / "missing.txt"), "--data-dir", str(tiny_data))
+    code, _, err = run(
+        capsys, "bench", "--texts", str(tmp_path / "missing.txt"), "--data-dir", str(tiny_data)
+    )
     assert code == 1 and "missing.txt" in error_line(err)
     code, _, err = run(capsys, "eval", "--data-dir", str(tmp_path / "nowhere"))
     assert code == 1 and "evaluation data folder not found" in error_line(err)
@@ -230,18 +304,33 @@ def test_bad_arguments(home: Path, tiny_data: Path, tmp_path: Path, capsys: pyte
 
 @pytest.mark.slow
 def test_real_model_bench_and_eval_smoke(
-    real_home: Path, tiny_data: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    real_home: Path,
+    tiny_data: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setenv("EMBEDSERVE_HOME", str(real_home))
     monkeypatch.setenv("EMBEDSERVE_OFFLINE", "1")
     code, out, err = run(
-        capsys, "bench", "-m", "all-minilm", "--limit-short", "20", "--limit-long", "3",
-        "--repeat", "1", "--single", "3", "--json",
+        capsys,
+        "bench",
+        "-m",
+        "all-minilm",
+        "--limit-short",
+        "20",
+        "--limit-long",
+        "3",
+        "--repeat",
+        "1",
+        "--single",
+        "3",
+        "--json",
     )
     assert code == 0, err
     data = json.loads(out)
     assert [(r["engine"], r["texts"], r["n_texts"]) for r in data["results"]] == [
-        ("all-minilm:latest", "short", 20), ("all-minilm:latest", "long", 3)
+        ("all-minilm:latest", "short", 20),
+        ("all-minilm:latest", "long", 3),
     ]
     for r in data["results"]:
         assert r["texts_per_s"] > 0 and r["tokens_per_s"] > 0 and r["p50_ms"] > 0
@@ -249,6 +338,7 @@ def test_real_model_bench_and_eval_smoke(
     assert 5 < short["tokens"] / 20 < 60 and long["tokens"] / 3 > 60  # real word-piece counts
     (load,) = data["loads"]
     assert 0 < load["load_s"] < load["first_load_s"]
+    assert load["rss_mb"] > 0 and load["rss_delta_mb"] is not None
     assert data["memory"]["peak_rss_mb"] > 50
 
     code, out, err = run(capsys, "eval", "-m", "all-minilm", "--data-dir", str(tiny_data), "--json")

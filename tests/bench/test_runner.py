@@ -37,7 +37,10 @@ def test_runs_are_interleaved_and_every_cell_is_timed() -> None:
     b = ClockedEngine("b", clock, 0.02, log)
     cells = run_interleaved([a, b], [SHORT, LONG], repeat=3, single=2, clock=clock, warmup=False)
     assert [(c.engine, c.texts) for c in cells] == [
-        ("a", "short"), ("a", "long"), ("b", "short"), ("b", "long")
+        ("a", "short"),
+        ("a", "long"),
+        ("b", "short"),
+        ("b", "long"),
     ]
     # pass 1 of every engine and set comes before pass 2 of any
     assert log == ["a:10", "a:4", "b:10", "b:4"] * 3
@@ -81,7 +84,9 @@ def test_rows_rates_and_ratios_from_injected_timings() -> None:
 
 def test_best_and_median_and_no_baseline() -> None:
     cells = [
-        Cell("x", "embedserve", "short", 100, 1000, seconds=[2.0, 1.0, 4.0], single_s=[0.001, 0.003]),
+        Cell(
+            "x", "embedserve", "short", 100, 1000, seconds=[2.0, 1.0, 4.0], single_s=[0.001, 0.003]
+        ),
         Cell(ST_NAME, ST_NAME, "short", 100, 1000, seconds=[5.0, 4.0, 3.0]),
     ]
     best = {r.engine: r for r in make_rows(cells, "best")}
@@ -96,25 +101,46 @@ def test_best_and_median_and_no_baseline() -> None:
 
 def _report() -> BenchReport:
     cells = [
-        Cell("all-minilm:latest", "embedserve", "short", 100, 1700, seconds=[0.5], single_s=[0.004]),
+        Cell(
+            "all-minilm:latest", "embedserve", "short", 100, 1700, seconds=[0.5], single_s=[0.004]
+        ),
         Cell(ST_NAME, ST_NAME, "short", 100, 1700, seconds=[1.0], single_s=[0.009]),
     ]
     loads = [
         LoadInfo("all-minilm:latest", "embedserve", 0.3, 1.2, 200.0),
         LoadInfo(ST_NAME, ST_NAME, 1.5, None, 600.0),
     ]
-    return BenchReport(make_rows(cells), loads, [TextSet("short", ["x"] * 100, "test")], 1,
-                       baseline=ST_NAME)
+    return BenchReport(
+        make_rows(cells), loads, [TextSet("short", ["x"] * 100, "test")], 1, baseline=ST_NAME
+    )
 
 
 def test_json_shape() -> None:
     data = json.loads(json.dumps(_report().to_json()))
-    assert set(data) == {"machine", "repeat", "statistic", "baseline", "text_sets", "loads",
-                         "results", "memory"}
+    assert set(data) == {
+        "machine",
+        "repeat",
+        "statistic",
+        "baseline",
+        "text_sets",
+        "loads",
+        "results",
+        "memory",
+    }
     assert data["baseline"] == ST_NAME and data["statistic"] == "best"
     r0 = data["results"][0]
-    assert {"engine", "texts", "n_texts", "tokens", "texts_per_s", "tokens_per_s", "ratio",
-            "p50_ms", "p99_ms", "seconds_all"} <= set(r0)
+    assert {
+        "engine",
+        "texts",
+        "n_texts",
+        "tokens",
+        "texts_per_s",
+        "tokens_per_s",
+        "ratio",
+        "p50_ms",
+        "p99_ms",
+        "seconds_all",
+    } <= set(r0)
     assert r0["texts_per_s"] == pytest.approx(200) and r0["ratio"] == pytest.approx(2.0)
     assert data["loads"][0]["first_load_s"] == 1.2 and data["loads"][1]["first_load_s"] is None
     assert data["memory"]["peak_rss_mb"] > 0

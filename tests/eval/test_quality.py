@@ -72,8 +72,10 @@ def test_stsb_encodes_each_unique_sentence_once() -> None:
 def test_stsb_spearman_uses_cosine_of_unit_vectors() -> None:
     # the same direction at different lengths must count as cosine 1
     vectors = {
-        "x": np.array([1.0, 0.0]), "x2": np.array([5.0, 0.0]) / 5.0,
-        "y": np.array([0.6, 0.8]), "z": np.array([0.0, 1.0]),
+        "x": np.array([1.0, 0.0]),
+        "x2": np.array([5.0, 0.0]) / 5.0,
+        "y": np.array([0.6, 0.8]),
+        "z": np.array([0.0, 1.0]),
     }
     pairs = [("x", "x2", 4.0), ("x", "y", 2.0), ("x", "z", 1.0)]
     assert stsb_spearman(pairs, vectors) == pytest.approx(1.0)
@@ -86,8 +88,13 @@ CISI = CisiData(
 )
 # q1 is closest to d1 (rank 1); q2 ranks d2, d4, d3, d1
 VECS = {
-    "d1": [1.0, 0.0, 0.0], "d2": [0.0, 1.0, 0.0], "d3": [0.0, 0.5, 1.0], "d4": [0.0, 1.0, 0.4],
-    "q1": [1.0, 0.1, 0.0], "q2": [0.0, 1.0, 0.1], "unjudged query": [0.0, 0.0, 1.0],
+    "d1": [1.0, 0.0, 0.0],
+    "d2": [0.0, 1.0, 0.0],
+    "d3": [0.0, 0.5, 1.0],
+    "d4": [0.0, 1.0, 0.4],
+    "q1": [1.0, 0.1, 0.0],
+    "q2": [0.0, 1.0, 0.1],
+    "unjudged query": [0.0, 0.0, 1.0],
 }
 
 
@@ -116,11 +123,17 @@ def test_cisi_ndcg_direct_with_ties_in_document_order() -> None:
 
 def test_cisi_with_the_fake_engine_finds_word_overlap() -> None:
     cisi = CisiData(
-        docs={"1": "cats purr softly at night", "2": "dogs bark loudly", "3": "fish swim in rivers"},
+        docs={
+            "1": "cats purr softly at night",
+            "2": "dogs bark loudly",
+            "3": "fish swim in rivers",
+        },
         queries={"1": "why do cats purr", "2": "loud dogs bark"},
         qrels={"1": {"1"}, "2": {"2"}},
     )
-    assert evaluate("fake", fake_encoder(), EvalData(cisi=cisi)).scores["cisi"] == pytest.approx(1.0)
+    assert evaluate("fake", fake_encoder(), EvalData(cisi=cisi)).scores["cisi"] == pytest.approx(
+        1.0
+    )
 
 
 def test_encode_unit_chunks_reports_progress_and_normalises() -> None:
@@ -171,7 +184,9 @@ def test_eval_data_load_from_a_folder(tmp_path: Path) -> None:
     (tmp_path / "stsb").mkdir()
     (tmp_path / "stsb" / "stsb-en-dev.csv").write_text('a b,a b,5.0\n"a, b",c d,1.0\n')
     (tmp_path / "cisi").mkdir()
-    (tmp_path / "cisi" / "CISI.ALL").write_text(".X\n.I 1\n.T\nTitle\n.W\nsome  text\n.I 2\n.W\nmore\n")
+    (tmp_path / "cisi" / "CISI.ALL").write_text(
+        ".X\n.I 1\n.T\nTitle\n.W\nsome  text\n.I 2\n.W\nmore\n"
+    )
     (tmp_path / "cisi" / "CISI.QRY").write_text(".I 1\n.W\nquery one\n.I 2\n.W\nnot judged\n")
     (tmp_path / "cisi" / "CISI.REL").write_text("1 2 0 0.0\n")
     data = EvalData.load(["stsb", "cisi"], tmp_path)

@@ -43,6 +43,7 @@ class LoadInfo:
     load_s: float  # construct from the installed store, graph already built and cached
     first_load_s: float | None = None  # the same with the graph built first (None: not measured)
     rss_mb: float = float("nan")  # current RSS of the process right after loading
+    rss_delta_mb: float = float("nan")  # what loading added to it
 
 
 class EmbedderBench:
@@ -87,7 +88,9 @@ class SentenceTransformersBench:
         return sum(len(x) for x in ids)
 
 
-def load_embedder(name: str, settings: Any, *, first_build: bool = True) -> tuple[EmbedderBench, LoadInfo]:
+def load_embedder(
+    name: str, settings: Any, *, first_build: bool = True
+) -> tuple[EmbedderBench, LoadInfo]:
     """Load ``name`` (already installed) and time it: with its graph cached, and, when
     ``first_build``, with the graph built first (into a temporary folder, so the store's cache is
     left alone; or for real when the cache was empty). Imports are warmed before timing."""
@@ -100,6 +103,7 @@ def load_embedder(name: str, settings: Any, *, first_build: bool = True) -> tupl
     from embedserve.store.onnx_builder import build_bert_graph, save_graph
 
     installed = ModelStore(settings.home).get(name)
+    before = current_rss_mb()
     cached = graph_file(installed.folder, installed.digest, installed.quantization).exists()
     holder: list[Embedder] = []
 
@@ -121,6 +125,7 @@ def load_embedder(name: str, settings: Any, *, first_build: bool = True) -> tupl
         first = build + load_s
     info = LoadInfo(name=holder[0].info.name, kind="embedserve", load_s=load_s, first_load_s=first)
     info.rss_mb = current_rss_mb()
+    info.rss_delta_mb = info.rss_mb - before
     return EmbedderBench(info.name, holder[0]), info
 
 
@@ -144,9 +149,10 @@ def load_sentence_transformers(
 
     torch.set_num_threads(threads or cpu_quota())
     holder: list[Any] = []
+    before = current_rss_mb()
     load_s = timed(lambda: holder.append(st.SentenceTransformer(str(folder), device="cpu")))
     model = holder[0]
     model.max_seq_length = window
-    info = LoadInfo(name=ST_NAME, kind=ST_NAME, load_s=load_s, rss_mb=current_rss_mb())
+    after = current_rss_mb()
+    info = LoadInfo(ST_NAME, ST_NAME, load_s, rss_mb=after, rss_delta_mb=after - before)
     return SentenceTransformersBench(model), info
-

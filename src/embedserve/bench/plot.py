@@ -38,7 +38,9 @@ def write_plot(report: BenchReport, path: Path) -> Path:
         heights = [r.texts_per_s if r else 0.0 for r in rows]
         bars = ax.bar(xs, heights, width, label=engine)
         labels = [
-            (f"{r.texts_per_s:.0f}" + (f"\n{r.ratio:.2f}x" if r.ratio is not None else "")) if r else ""
+            (f"{r.texts_per_s:.0f}" + (f"\n{r.ratio:.2f}x" if r.ratio is not None else ""))
+            if r
+            else ""
             for r in rows
         ]
         ax.bar_label(bars, labels=labels, fontsize=8)

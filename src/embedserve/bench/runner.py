@@ -8,6 +8,7 @@ and divides by the baseline engine's cell on the same texts.
 
 from __future__ import annotations
 
+import math
 import platform
 import time
 from collections.abc import Callable, Sequence
@@ -145,16 +146,16 @@ class Row:
     seconds_all: list[float]
 
 
-def make_rows(
-    cells: Sequence[Cell], statistic: str = "best", baseline: str = ST_NAME
-) -> list[Row]:
+def make_rows(cells: Sequence[Cell], statistic: str = "best", baseline: str = ST_NAME) -> list[Row]:
     rows = []
     base = {c.texts: c for c in cells if c.engine == baseline}
     for c in cells:
         s = summarize(c.seconds, statistic)
         ratio = None
         if c.texts in base:
-            ratio = rate(c.n_texts, s) / rate(base[c.texts].n_texts, summarize(base[c.texts].seconds, statistic))
+            ratio = rate(c.n_texts, s) / rate(
+                base[c.texts].n_texts, summarize(base[c.texts].seconds, statistic)
+            )
         ms = [x * 1e3 for x in c.single_s]
         rows.append(
             Row(
@@ -189,7 +190,7 @@ class BenchReport:
 
     def to_json(self) -> dict[str, Any]:
         def clean(x: Any) -> Any:  # NaN is not JSON
-            if isinstance(x, float) and x != x:
+            if isinstance(x, float) and math.isnan(x):
                 return None
             if isinstance(x, dict):
                 return {k: clean(v) for k, v in x.items()}
@@ -208,7 +209,8 @@ class BenchReport:
                 "statistic": self.statistic,
                 "baseline": self.baseline,
                 "text_sets": [
-                    {"name": t.name, "texts": len(t.texts), "source": t.source} for t in self.text_sets
+                    {"name": t.name, "texts": len(t.texts), "source": t.source}
+                    for t in self.text_sets
                 ],
                 "loads": [asdict(info) for info in self.loads],
                 "results": [asdict(r) for r in self.rows],

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from rich.console import Console
 from rich.table import Table
 
@@ -9,7 +11,7 @@ from embedserve.bench.runner import BenchReport
 
 
 def _num(x: float | None, fmt: str) -> str:
-    if x is None or x != x:
+    if x is None or math.isnan(x):
         return "-"
     return format(x, fmt)
 
@@ -19,8 +21,12 @@ def results_table(report: BenchReport) -> Table:
     title = f"{report.statistic} of {report.repeat} interleaved pass(es)"
     table = Table(title=title, title_justify="left")
     for name, justify in (
-        ("engine", "left"), ("texts", "left"), ("n", "right"), ("tokens/text", "right"),
-        ("texts/s", "right"), ("tokens/s", "right"),
+        ("engine", "left"),
+        ("texts", "left"),
+        ("n", "right"),
+        ("tokens/text", "right"),
+        ("texts/s", "right"),
+        ("tokens/s", "right"),
     ):
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
     if base:
@@ -29,8 +35,12 @@ def results_table(report: BenchReport) -> Table:
     table.add_column("single p99 ms", justify="right")
     for r in report.rows:
         cells = [
-            r.engine, r.texts, str(r.n_texts), _num(r.tokens / r.n_texts if r.n_texts else None, ".1f"),
-            _num(r.texts_per_s, ",.1f"), _num(r.tokens_per_s, ",.0f"),
+            r.engine,
+            r.texts,
+            str(r.n_texts),
+            _num(r.tokens / r.n_texts if r.n_texts else None, ".1f"),
+            _num(r.texts_per_s, ",.1f"),
+            _num(r.tokens_per_s, ",.0f"),
         ]
         if base:
             cells.append(_num(r.ratio, ".2f") + ("x" if r.ratio is not None else ""))
@@ -45,9 +55,14 @@ def loads_table(report: BenchReport) -> Table:
     table.add_column("load s (graph cached)", justify="right")
     table.add_column("first load s (graph built)", justify="right")
     table.add_column("RSS after load MiB", justify="right")
+    table.add_column("load added MiB", justify="right")
     for info in report.loads:
         table.add_row(
-            info.name, _num(info.load_s, ".2f"), _num(info.first_load_s, ".2f"), _num(info.rss_mb, ".0f")
+            info.name,
+            _num(info.load_s, ".2f"),
+            _num(info.first_load_s, ".2f"),
+            _num(info.rss_mb, ".0f"),
+            _num(info.rss_delta_mb, "+.0f"),
         )
     return table
 

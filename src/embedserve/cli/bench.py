@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -65,7 +66,9 @@ def open_bench_reference(name: str, settings: Settings) -> Any:
     from embedserve.service.loader import max_tokens_of
 
     folder = Path(_installed(name, settings).folder)
-    return load_sentence_transformers(folder, window=max_tokens_of(folder), threads=settings.threads)
+    return load_sentence_transformers(
+        folder, window=max_tokens_of(folder), threads=settings.threads
+    )
 
 
 # --------------------------------------------------------------------------- shared bits
@@ -91,8 +94,12 @@ def _progress(total: int, description: str) -> Iterator[Any]:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     bar = Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=Console(stderr=True), transient=True,
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=True,
     )
 
     class Handle:
@@ -146,27 +153,34 @@ def eval_command(args: argparse.Namespace) -> int:
 
 
 def _published(name: str, settings: Settings) -> dict[str, float] | None:
+    from embedserve.errors import InvalidModelName
     from embedserve.eval.quality import PUBLISHED
     from embedserve.store.registry import DEFAULT_REGISTRY
 
     try:
         card = DEFAULT_REGISTRY.lookup(name)
-    except Exception:  # an invalid name was already reported by the loader
+    except InvalidModelName:
         return None
     return PUBLISHED.get(card.repo) if card is not None else None
 
 
 def _nan_to_none(x: float) -> float | None:
-    return None if x != x else x
+    return None if math.isnan(x) else x
 
 
-def _eval_json(results: list[Any], comparisons: list[Any], published: dict[str, float] | None) -> dict[str, Any]:
+def _eval_json(
+    results: list[Any], comparisons: list[Any], published: dict[str, float] | None
+) -> dict[str, Any]:
     from embedserve.eval.quality import TOLERANCE
 
     return {
         "tasks": list(results[0].scores),
         "models": [
-            {"name": r.name, "scores": {k: _nan_to_none(v) for k, v in r.scores.items()}, "seconds": r.seconds}
+            {
+                "name": r.name,
+                "scores": {k: _nan_to_none(v) for k, v in r.scores.items()},
+                "seconds": r.seconds,
+            }
             for r in results
         ],
         "comparisons": [
@@ -185,7 +199,9 @@ def _eval_json(results: list[Any], comparisons: list[Any], published: dict[str, 
     }
 
 
-def _print_eval(results: list[Any], comparisons: list[Any], published: dict[str, float] | None) -> None:
+def _print_eval(
+    results: list[Any], comparisons: list[Any], published: dict[str, float] | None
+) -> None:
     from rich.table import Table
 
     from embedserve.eval.quality import METRICS, TOLERANCE
@@ -277,7 +293,9 @@ def bench_command(args: argparse.Namespace) -> int:
             bar.describe(text)
 
         bar.describe("warming up")
-        cells = run_interleaved(engines, text_sets, repeat=args.repeat, single=args.single, step=step)
+        cells = run_interleaved(
+            engines, text_sets, repeat=args.repeat, single=args.single, step=step
+        )
     baseline = ST_NAME if args.compare else None
     report = BenchReport(
         rows=make_rows(cells, args.stat, baseline or ST_NAME),
@@ -317,22 +335,53 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "in the same process (interleaved passes).",
     )
     p.add_argument("-m", "--model", action="append", help=model_help)
-    p.add_argument("--compare", choices=["sentence-transformers"],
-                   help="also run sentence-transformers (the `reference` extra) on the same folder")
-    p.add_argument("--texts", action="append", metavar="short|long|FILE",
-                   help="text set (repeatable; default short and long); FILE: one text per line")
-    p.add_argument("--limit-short", type=int, default=DEFAULT_LIMIT_SHORT, metavar="N",
-                   help=f"short texts (and FILE lines) to use (default {DEFAULT_LIMIT_SHORT})")
-    p.add_argument("--limit-long", type=int, default=DEFAULT_LIMIT_LONG, metavar="N",
-                   help=f"long texts to use (default {DEFAULT_LIMIT_LONG})")
-    p.add_argument("--repeat", type=int, default=3, metavar="N", help="interleaved passes (default 3)")
-    p.add_argument("--single", type=int, default=DEFAULT_SINGLE, metavar="N",
-                   help=f"single-text calls per set and pass, for latency (default {DEFAULT_SINGLE})")
-    p.add_argument("--stat", choices=["best", "median"], default="best",
-                   help="how passes are reduced (default best: the least disturbed pass)")
-    p.add_argument("--threads", type=int, help="inference threads for every engine (default: CPU quota)")
-    p.add_argument("--no-build-time", action="store_true",
-                   help="skip timing a first load with the graph built")
+    p.add_argument(
+        "--compare",
+        choices=["sentence-transformers"],
+        help="also run sentence-transformers (the `reference` extra) on the same folder",
+    )
+    p.add_argument(
+        "--texts",
+        action="append",
+        metavar="short|long|FILE",
+        help="text set (repeatable; default short and long); FILE: one text per line",
+    )
+    p.add_argument(
+        "--limit-short",
+        type=int,
+        default=DEFAULT_LIMIT_SHORT,
+        metavar="N",
+        help=f"short texts (and FILE lines) to use (default {DEFAULT_LIMIT_SHORT})",
+    )
+    p.add_argument(
+        "--limit-long",
+        type=int,
+        default=DEFAULT_LIMIT_LONG,
+        metavar="N",
+        help=f"long texts to use (default {DEFAULT_LIMIT_LONG})",
+    )
+    p.add_argument(
+        "--repeat", type=int, default=3, metavar="N", help="interleaved passes (default 3)"
+    )
+    p.add_argument(
+        "--single",
+        type=int,
+        default=DEFAULT_SINGLE,
+        metavar="N",
+        help=f"single-text calls per set and pass, for latency (default {DEFAULT_SINGLE})",
+    )
+    p.add_argument(
+        "--stat",
+        choices=["best", "median"],
+        default="best",
+        help="how passes are reduced (default best: the least disturbed pass)",
+    )
+    p.add_argument(
+        "--threads", type=int, help="inference threads for every engine (default: CPU quota)"
+    )
+    p.add_argument(
+        "--no-build-time", action="store_true", help="skip timing a first load with the graph built"
+    )
     p.add_argument("--plot", metavar="OUT.png", help="write a bar chart (the `plot` extra)")
     p.add_argument("--json", action="store_true", help="print machine-readable results")
     p.add_argument("--data-dir", type=Path, help="evaluation data folder (default ../shared/data)")
@@ -346,8 +395,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     e.add_argument("-m", "--model", action="append", help=model_help)
     e.add_argument("--task", choices=["stsb", "cisi", "all"], default="all")
-    e.add_argument("--reference", action="store_true",
-                   help="add sentence-transformers on the first model's folder (the `reference` extra)")
+    e.add_argument(
+        "--reference",
+        action="store_true",
+        help="add sentence-transformers on the first model's folder (the `reference` extra)",
+    )
     e.add_argument("--threads", type=int, help="inference threads (default: CPU quota)")
     e.add_argument("--json", action="store_true", help="print machine-readable results")
     e.add_argument("--data-dir", type=Path, help="evaluation data folder (default ../shared/data)")

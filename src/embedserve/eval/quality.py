@@ -122,7 +122,7 @@ def cisi_ndcg(
     queries; every document is ranked by cosine (ties keep document order)."""
     doc_ids = list(cisi.docs)
     scores = query_vectors @ doc_vectors.T
-    rankings = {}
+    rankings: dict[str, Sequence[str]] = {}
     for row, qid in enumerate(cisi.judged_queries):
         top = np.argsort(-scores[row], kind="stable")[:k]
         rankings[qid] = [doc_ids[j] for j in top]
