@@ -340,6 +340,7 @@ def test_real_model_bench_and_eval_smoke(
     assert 0 < load["load_s"] < load["first_load_s"]
     assert load["rss_mb"] > 0 and load["rss_delta_mb"] is not None
     assert data["memory"]["peak_rss_mb"] > 50
+    assert data["machine"]["threads"] >= 1
 
     code, out, err = run(capsys, "eval", "-m", "all-minilm", "--data-dir", str(tiny_data), "--json")
     assert code == 0, err

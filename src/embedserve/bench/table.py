@@ -74,6 +74,6 @@ def print_report(report: BenchReport, console: Console) -> None:
     console.print(f"texts: {sets}", highlight=False)
     console.print(
         f"memory: peak RSS {_num(report.peak_rss_mb, '.0f')} MiB, current RSS "
-        f"{_num(report.current_rss_mb, '.0f')} MiB; threads {report.threads or 'auto'}",
+        f"{_num(report.current_rss_mb, '.0f')} MiB; {report.threads or 'auto'} threads",
         highlight=False,
     )

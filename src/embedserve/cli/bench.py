@@ -259,6 +259,7 @@ def _text_sets(args: argparse.Namespace) -> list[Any]:
 def bench_command(args: argparse.Namespace) -> int:
     from embedserve.bench.engines import ST_NAME, import_sentence_transformers
     from embedserve.bench.runner import BenchReport, make_rows, run_interleaved
+    from embedserve.config import cpu_quota
 
     if args.repeat < 1:
         from embedserve.errors import InvalidInput
@@ -304,7 +305,7 @@ def bench_command(args: argparse.Namespace) -> int:
         repeat=args.repeat,
         statistic=args.stat,
         baseline=baseline,
-        threads=settings.threads,
+        threads=settings.threads or cpu_quota(),
     )
     if args.json:
         print(json.dumps(report.to_json(), indent=2))
