@@ -135,6 +135,10 @@ def test_keep_alive_semantics() -> None:
         assert datetime.fromisoformat(_ps(c)["a:latest"]["expires_at"]).year > 2200
         c.post("/api/embed", json={"model": "a", "input": "x"})  # omitted: keeps forever
         assert datetime.fromisoformat(_ps(c)["a:latest"]["expires_at"]).year > 2200
+        c.post("/api/embed", json={"model": "a", "input": "x", "keep_alive": 1e300})
+        assert datetime.fromisoformat(_ps(c)["a:latest"]["expires_at"]).year > 2200
+        c.post("/api/embed", json={"model": "a", "input": "x", "keep_alive": "99999999999h"})
+        assert c.get("/api/ps").status_code == 200
         c.post("/api/embed", json={"model": "a", "input": "x", "keep_alive": 0})
         assert _wait_gone(c, "a:latest")
         c.post("/api/embed", json={"model": "b", "input": "", "keep_alive": "300ms"})

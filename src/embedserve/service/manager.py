@@ -98,6 +98,8 @@ class ModelManager:
         if self._closed:
             raise EngineError("server is shutting down")
         key = names.canonical(name)
+        if keep_alive is not None and keep_alive >= FOREVER_SECONDS:
+            keep_alive = math.inf  # beyond Go's MaxInt64 ns, and beyond what a date can show
         model = self.models.get(key)
         if model is None or model.state == "failed":
             if model is not None:
