@@ -116,6 +116,9 @@ def test_ollama_python_legacy_and_management(url: str) -> None:
     with pytest.raises(ollama.ResponseError) as err:
         client.show("no-such-model")
     assert err.value.status_code == 404
+    with pytest.raises(ollama.ResponseError) as err:  # unknown to the registry: before any line
+        list(client.pull("no-such-model", stream=True))
+    assert err.value.status_code == 404
 
 
 def test_openai_python(url: str) -> None:
