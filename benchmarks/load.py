@@ -86,7 +86,11 @@ async def run_scenario(
                 batch = [texts[(i + j) % len(texts)] for j in range(per_request)]
                 i += per_request * clients
                 t0 = time.perf_counter()
-                r = await c.post("/api/embed", json={"model": model, "input": batch})
+                try:
+                    r = await c.post("/api/embed", json={"model": model, "input": batch})
+                except httpx.HTTPError:
+                    errors += 1
+                    continue
                 latencies.append(time.perf_counter() - t0)
                 if r.status_code != 200:
                     errors += 1
@@ -94,7 +98,7 @@ async def run_scenario(
     t0 = time.perf_counter()
     await asyncio.gather(*(client(k) for k in range(clients)))
     wall = time.perf_counter() - t0
-    lat = sorted(latencies)
+    lat = sorted(latencies) or [float("nan")]
     return {
         "requests": len(lat),
         "errors": errors,

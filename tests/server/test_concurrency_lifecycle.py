@@ -224,3 +224,25 @@ def test_delete_while_in_flight_lets_the_request_finish() -> None:
         with httpx.Client(base_url=url) as c:
             assert _ps(c) == {}
             assert c.post("/api/embed", json={"model": "fake", "input": "x"}).status_code == 404
+
+
+def test_unexpected_load_failure_is_one_clean_500_and_retried() -> None:
+    store = FakeStore()
+    loader = FakeLoader(store)
+    calls = {"n": 0}
+
+    def flaky(name: str):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise FileNotFoundError(2, "No such file or directory", "/models/graph.onnx")
+        return loader(name)
+
+    with (
+        serve(create_app(settings(), loader=flaky, store=store)) as url,
+        httpx.Client(base_url=url) as c,
+    ):
+        r = c.post("/api/embed", json={"model": "fake", "input": "x"})
+        assert r.status_code == 500
+        assert "loading model 'fake:latest' failed" in r.json()["error"]
+        assert c.get("/health").json()["models"][0]["state"] == "failed"
+        assert c.post("/api/embed", json={"model": "fake", "input": "x"}).status_code == 200

@@ -25,7 +25,7 @@ from typing import Any
 
 from embedserve.config import Settings
 from embedserve.engine.base import Engine
-from embedserve.errors import EngineError, UserError
+from embedserve.errors import EmbedServeError, EngineError, UserError
 from embedserve.service.batcher import Batcher
 from embedserve.service.metrics import Metrics
 from embedserve.store import names
@@ -168,6 +168,10 @@ class ModelManager:
             gone = isinstance(exc, UserError) or not isinstance(exc, Exception)
             if gone and self.models.get(model.key) is model:
                 del self.models[model.key]
+            if isinstance(exc, Exception) and not isinstance(exc, EmbedServeError):
+                # an unexpected failure (I/O, ONNX Runtime): one clean error, not a traceback
+                log.warning("loading %s failed", model.key, exc_info=True)
+                raise EngineError(f"loading model {model.key!r} failed: {exc}") from exc
             raise
         model.engine = engine
         await self._make_room(model)  # only once it loaded: a bad name evicts nothing
