@@ -139,6 +139,14 @@ def test_migrations_table_and_wal(settings: Settings, encoder: CountingEncoder) 
     Collection.open("c", settings=settings, encoder=encoder)  # reopening does not re-run them
 
 
+def need_usearch() -> None:
+    # never `importorskip("usearch")`: usearch imported before onnxruntime segfaults it (see ann.py)
+    from embedserve.index.ann import available
+
+    if not available():
+        pytest.skip("usearch is not installed (the 'ann' extra)")
+
+
 def filler(rng: np.random.Generator, n: int) -> str:
     return " ".join(f"filler{int(i)}" for i in rng.integers(0, 5000, n))
 
@@ -176,7 +184,7 @@ def test_strategies_agree_with_exact(settings: Settings, encoder: CountingEncode
     exact = col.query(queries, top_k=10, strategy="exact")
     for strategy in ("binary", "int8", "ann"):
         if strategy == "ann":
-            pytest.importorskip("usearch")
+            need_usearch()
         got = col.query(queries, top_k=10, strategy=strategy)
         recall = np.mean([len({h.id for h in a} & {h.id for h in b}) / 10 for a, b in zip(exact, got)])
         assert recall >= 0.8, strategy
@@ -210,7 +218,7 @@ def test_sees_writes_from_another_connection(settings: Settings, encoder: Counti
 
 
 def test_ann_index_persists_and_syncs(settings: Settings, encoder: CountingEncoder) -> None:
-    pytest.importorskip("usearch")
+    need_usearch()
     rng = np.random.default_rng(2)
     cfg = SearchConfig(strategy="ann")
     col = Collection.open("c", settings=settings, encoder=encoder, search=cfg)
@@ -227,3 +235,14 @@ def test_ann_index_persists_and_syncs(settings: Settings, encoder: CountingEncod
     assert again.query("completely novel words here", top_k=1)[0].id == "new"
     Collection.drop("c", settings)
     assert not list(settings.collections_dir.glob("ann-*"))
+
+
+def test_ann_then_onnxruntime_in_one_process() -> None:
+    """usearch imported before onnxruntime segfaults the later import; ann.py orders them."""
+    import subprocess
+    import sys
+
+    need_usearch()
+    code = "from embedserve.index.ann import available; assert available(); import onnxruntime; print('ok')"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr[-500:]

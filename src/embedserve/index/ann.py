@@ -19,9 +19,20 @@ from embedserve.index.search import Hit, top_docs
 from embedserve.index.sqlite_store import Snapshot
 
 
+def _import_usearch() -> None:
+    """Import usearch, onnxruntime first: usearch 2.x's extension loaded before onnxruntime makes
+    the later ``import onnxruntime`` segfault (seen with usearch 2.26.6 + onnxruntime 1.32 on
+    x86-64 Linux); the other order is fine."""
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        pass
+    import usearch.index  # noqa: F401
+
+
 def available() -> bool:
     try:
-        import usearch.index  # noqa: F401
+        _import_usearch()
     except ImportError:
         return False
     return True
@@ -30,6 +41,7 @@ def available() -> bool:
 class AnnIndex:
     def __init__(self, dim: int, path: Path | None = None, *, connectivity: int = 16,
                  expansion_add: int = 128, expansion_search: int = 64) -> None:
+        _import_usearch()
         from usearch.index import Index
 
         self.dim = dim
