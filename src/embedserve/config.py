@@ -32,7 +32,7 @@ class Settings:
     max_queue: int = 512  # pending inputs per model before 503
     max_inputs: int = 2048  # inputs in one request
     max_body_bytes: int = 16 * 1024 * 1024
-    batch_tokens: int = 16384  # padded-token budget per batch (longest x count)
+    batch_tokens: int = 1024  # padded-token budget per batch (longest x count); see BENCHMARKS.md
     origins: tuple[str, ...] = ()
     threads: int | None = None  # None: from the CPU quota
     llm_url: str | None = None

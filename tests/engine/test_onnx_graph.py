@@ -113,3 +113,14 @@ def test_a_12_layer_model_runs_through_the_store_like_l12(tmp_path: Path) -> Non
     ids = emb.engine.tokenize(TEXTS)
     for row, seq in zip(got, ids):
         np.testing.assert_allclose(row, numpy_bert.forward(folder, seq), rtol=1e-3, atol=1e-4)
+
+
+def test_a_graph_of_an_older_format_is_replaced(tmp_path: Path) -> None:
+    folder = make_tiny_bert(tmp_path / "m")
+    installed = _Installed(folder)
+    (folder / "graphs").mkdir()
+    stale = folder / "graphs" / f"{installed.digest[:16]}-fp32-g0.onnx"
+    stale.write_bytes(b"not a graph")
+    engine = engine_for(installed)
+    assert engine.embed_ids(engine.tokenize(["the sky"])).shape == (1, engine.info.dim)
+    assert not stale.exists()

@@ -17,23 +17,19 @@ from embedserve.engine.tokenizer import TextTokenizer
 from embedserve.errors import EngineError
 
 
-# Idle intra-op threads spin-wait for work by default: ~0.5 ms faster single calls in-process, but
-# in the server they starve the event loop on small machines; serve sets this False.
-ALLOW_SPINNING = True
-
-
-def session_options(threads: int | None = None, optimized_path: Path | None = None):  # type: ignore[no-untyped-def]
+def session_options(threads: int | None = None, *, spinning: bool = True):  # type: ignore[no-untyped-def]
+    """ONNX Runtime options. ``spinning``: idle intra-op threads spin-wait for work — about 0.5 ms
+    faster single calls in-process, but in the server they starve the event loop on small
+    machines, so the server turns it off (see BENCHMARKS.md)."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
-    so.add_session_config_entry("session.intra_op.allow_spinning", "1" if ALLOW_SPINNING else "0")
+    so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
     so.intra_op_num_threads = threads or cpu_quota()
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     so.log_severity_level = 3
-    if optimized_path is not None:
-        so.optimized_model_filepath = str(optimized_path)
     return so
 
 
@@ -64,6 +60,7 @@ class OnnxEngine:
         info: EngineInfo,
         *,
         threads: int | None = None,
+        spinning: bool = True,
     ) -> None:
         import onnxruntime as ort
 
@@ -72,7 +69,7 @@ class OnnxEngine:
         self.threads = threads or cpu_quota()
         try:
             self._session = ort.InferenceSession(
-                str(graph), sess_options=session_options(self.threads), providers=providers()
+                str(graph), sess_options=session_options(self.threads, spinning=spinning), providers=providers()
             )
         except Exception as err:  # onnxruntime raises its own types
             raise EngineError(f"cannot load {graph}: {err}") from err

@@ -48,16 +48,13 @@ OPS_ROUTES = [
 
 
 def default_loader(settings: Settings) -> Callable[[str], Engine]:
-    import embedserve.engine.onnx as onnx_engine
     from embedserve.service.loader import load_engine
 
     # ORT's spin-waiting threads compete with the event loop for the same cores: measured on the
     # 2-core dev box, turning spinning off took 1 client x 1 text from p50 7.3 to 4.3 ms and
     # 4 clients x 32 texts from 149 to 445 texts/s
-    onnx_engine.ALLOW_SPINNING = False
-
     def load(name: str) -> Engine:
-        return load_engine(name, settings, pull=False)  # type: ignore[no-any-return]
+        return load_engine(name, settings, pull=False, spinning=False)  # type: ignore[no-any-return]
 
     return load
 

@@ -53,7 +53,7 @@ def install(
     return store.pull(name, progress=pull_progress)
 
 
-def engine_for(model: Any, *, threads: int | None = None):  # type: ignore[no-untyped-def]
+def engine_for(model: Any, *, threads: int | None = None, spinning: bool = True):  # type: ignore[no-untyped-def]
     """An ONNX engine for an installed model (builds and caches its graph on first use)."""
     from embedserve.engine.onnx import OnnxEngine
     from embedserve.engine.tokenizer import TextTokenizer
@@ -69,7 +69,9 @@ def engine_for(model: Any, *, threads: int | None = None):  # type: ignore[no-un
         name=model.name, dim=dim, max_tokens=limit, pooling=pooling, normalize=normalize,
         digest=model.digest,
     )
-    return OnnxEngine(graph, TextTokenizer(folder / "tokenizer.json", limit), info, threads=threads)
+    return OnnxEngine(
+        graph, TextTokenizer(folder / "tokenizer.json", limit), info, threads=threads, spinning=spinning
+    )
 
 
 def load_engine(
@@ -79,7 +81,9 @@ def load_engine(
     threads: int | None = None,
     pull: bool = True,
     pull_progress: ProgressCallback | None = None,
+    spinning: bool = True,
 ):  # type: ignore[no-untyped-def]
-    """Engine for ``name``. ``pull=False`` (the server) raises ModelNotFound for a missing model."""
+    """Engine for ``name``. ``pull=False`` (the server) raises ModelNotFound for a missing model;
+    ``spinning=False`` (the server) keeps idle ONNX Runtime threads from spin-waiting."""
     model = install(name, settings, pull=pull, pull_progress=pull_progress)
-    return engine_for(model, threads=threads or settings.threads)
+    return engine_for(model, threads=threads or settings.threads, spinning=spinning)

@@ -26,4 +26,7 @@ def ensure_graph(folder: Path, digest: str, quantization: str = "fp32") -> Path:
         with _lock:
             if not path.exists():
                 save_graph(build_bert_graph(folder, quantization), path)
+                for old in path.parent.glob(f"*-{quantization}-g*.onnx"):  # older graph formats
+                    if old != path:
+                        old.unlink(missing_ok=True)
     return path

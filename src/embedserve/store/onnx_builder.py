@@ -5,9 +5,12 @@ pooling from the folder's own ``modules.json`` / ``1_Pooling/config.json``. The 
 directly in onnxruntime's fused form (the way onnxruntime-genai's model builder does it):
 
 * ``Gather`` word + position (+ token-type 0, folded into the position table) -> ``LayerNormalization``
-* per layer: ``com.microsoft.Attention`` (packed QKV weights, raw 0/1 mask) ->
-  ``MatMul`` -> ``SkipLayerNormalization`` (dense bias folded in) -> ``MatMul`` -> ``BiasGelu`` ->
-  ``MatMul`` -> ``SkipLayerNormalization``
+* per layer: ``com.microsoft.Attention`` (packed QKV weights, raw 0/1 mask) -> ``MatMul`` ->
+  ``Add`` bias + residual -> ``LayerNormalization`` -> ``MatMul`` -> ``BiasGelu`` -> ``MatMul`` ->
+  ``Add`` bias + residual -> ``LayerNormalization``
+* ``quantization="int8"``: every weight MatMul gets per-output-channel symmetric int8 weights with
+  activations quantized per call (``QAttention``, ``DynamicQuantizeMatMul``) and ``FastGelu``;
+  attention products, softmax, LayerNorm and embeddings stay fp32.
 * pooling inside the graph (mean / cls / max / mean_sqrt_len over the attention mask), so one
   ``session.run`` gives pooled, un-normalised vectors.
 
@@ -28,7 +31,7 @@ from onnx import TensorProto, helper, numpy_helper
 from embedserve.errors import StoreError
 
 MS = "com.microsoft"
-GRAPH_FORMAT = 1  # bump when the graph layout changes, so cached graphs are rebuilt
+GRAPH_FORMAT = 2  # bump when the graph layout changes, so cached graphs are rebuilt
 
 
 @dataclass(frozen=True)
@@ -136,6 +139,19 @@ class _Graph:
         self.nodes.append(helper.make_node(op, inputs, outs, domain=domain or None, **attrs))
         return outs
 
+    def residual_norm(self, y: str, skip: str, bias: np.ndarray, weight: np.ndarray,
+                      beta: np.ndarray, name: str, eps: float) -> str:
+        """``LayerNorm(y + bias + skip)`` as plain ``Add``s and ``LayerNormalization``: measured ~3x
+        faster than ORT 1.32's ``SkipLayerNormalization`` contrib kernel on CPU (18 vs 52 ms per
+        batch of 256 short texts), and the same numbers."""
+        total = self.op("Add", [self.op("Add", [y, self.const(name + "_bias", bias)]), skip])
+        return self.op(
+            "LayerNormalization",
+            [total, self.const(name + "_w", weight), self.const(name + "_b", beta)],
+            axis=-1,
+            epsilon=eps,
+        )
+
     def matmul(self, x: str, weight: np.ndarray, name: str, int8: bool) -> str:
         """``x @ weight`` (weight is [in, out]); int8: per-output-channel symmetric int8 weights,
         activations quantized on the fly (``DynamicQuantizeMatMul``)."""
@@ -222,25 +238,17 @@ def build_bert_graph(folder: Path, quantization: str = "fp32") -> onnx.ModelProt
                 num_heads=shape.heads,
             )
         attn = g.matmul(attn, get(p + "attention.output.dense.weight").T, f"l{i}_ao_w", int8)
-        x = g.op(
-            "SkipLayerNormalization",
-            [attn, x, g.const(f"l{i}_ln1_w", get(p + "attention.output.LayerNorm.weight")),
-             g.const(f"l{i}_ln1_b", get(p + "attention.output.LayerNorm.bias")),
-             g.const(f"l{i}_ao_b", get(p + "attention.output.dense.bias"))],
-            domain=MS,
-            epsilon=shape.eps,
-        )
+        x = g.residual_norm(attn, x, get(p + "attention.output.dense.bias"),
+                            get(p + "attention.output.LayerNorm.weight"),
+                            get(p + "attention.output.LayerNorm.bias"), f"l{i}_ln1", shape.eps)
         h = g.matmul(x, get(p + "intermediate.dense.weight").T, f"l{i}_in_w", int8)
-        h = g.op("BiasGelu", [h, g.const(f"l{i}_in_b", get(p + "intermediate.dense.bias"))], domain=MS)
+        # int8 trades exactness for speed anyway: tanh-GELU (FastGelu) is ~6% faster and moves STS-B
+        # by < 0.0001; the exact tag keeps erf-GELU (BiasGelu).
+        gelu = "FastGelu" if int8 else "BiasGelu"
+        h = g.op(gelu, [h, g.const(f"l{i}_in_b", get(p + "intermediate.dense.bias"))], domain=MS)
         h = g.matmul(h, get(p + "output.dense.weight").T, f"l{i}_out_w", int8)
-        x = g.op(
-            "SkipLayerNormalization",
-            [h, x, g.const(f"l{i}_ln2_w", get(p + "output.LayerNorm.weight")),
-             g.const(f"l{i}_ln2_b", get(p + "output.LayerNorm.bias")),
-             g.const(f"l{i}_out_b", get(p + "output.dense.bias"))],
-            domain=MS,
-            epsilon=shape.eps,
-        )
+        x = g.residual_norm(h, x, get(p + "output.dense.bias"), get(p + "output.LayerNorm.weight"),
+                            get(p + "output.LayerNorm.bias"), f"l{i}_ln2", shape.eps)
 
     pooled = _pool(g, x, pooling)
     g.nodes.append(helper.make_node("Identity", [pooled], ["pooled"]))
