@@ -80,7 +80,7 @@ def test_bad_input_files(home: Path, capsys: pytest.CaptureFixture[str]) -> None
     (home / "bad.jsonl").write_text('{"text": "ok"}\n{"id": 1}\n')
     (home / "bin.txt").write_bytes(b"\xff\xfe\x00")
     (home / "x.pdf").write_text("x")
-    for name, msg in [("bad.jsonl", "bad.jsonl:2: expected an object"), ("bin.txt", "not UTF-8"), ("x.pdf", "unsupported")]:
+    for name, msg in [("bad.jsonl", "bad.jsonl:2: expected an object"), ("bin.txt", "line 1 is not valid UTF-8"), ("x.pdf", "unsupported")]:
         assert main(["index", "add", "kb", str(home / name)]) == 1
         assert msg in capsys.readouterr().err
 

@@ -20,6 +20,7 @@ import numpy as np
 
 from embedserve.config import DEFAULT_MODEL, Settings, load
 from embedserve.errors import InputFileError, InputTooLong, InvalidInput
+from embedserve.cli.files import read_bytes
 
 FORMATS = ("jsonl", "json", "npy")
 
@@ -91,14 +92,7 @@ def read_input(args: argparse.Namespace, stdin: IO[Any]) -> Texts:
         )
     if args.input and args.input != "-":
         path = Path(args.input).expanduser()
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            raise InputFileError(f"{path}: no such file") from None
-        except IsADirectoryError:
-            raise InputFileError(f"{path}: is a directory, not a file") from None
-        except OSError as err:
-            raise InputFileError(f"{path}: {err.strerror or err}") from None
+        data = read_bytes(path)
         return parse_texts(data, str(path), jsonl=True if path.suffix == ".jsonl" else None)
     if args.input == "-" or not _isatty(stdin):
         buffer = getattr(stdin, "buffer", None)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from embedserve.errors import InputFileError
+from embedserve.cli.files import decode_utf8, read_bytes
 
 TEXT_SUFFIXES = {".txt", ".md", ".markdown", ".rst", ".text"}
 JSONL_SUFFIXES = {".jsonl", ".ndjson"}
@@ -72,16 +73,7 @@ def read_documents(path: Path) -> Iterator[dict[str, Any]]:
     suffix = path.suffix.lower()
     if suffix not in TEXT_SUFFIXES | JSONL_SUFFIXES:
         raise InputFileError(f"{path}: unsupported file type {suffix or '(none)'}; use .txt, .md or .jsonl")
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise InputFileError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise InputFileError(f"{path}: is a directory") from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise InputFileError(f"{path}: not UTF-8 (byte {exc.start})") from None
+    text = decode_utf8(read_bytes(path), str(path))
     if suffix in TEXT_SUFFIXES:
         if text.strip():
             yield {"id": str(path), "text": text, "metadata": {"path": str(path)}}
