@@ -31,7 +31,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-STSB = Path("/work/shared/data/stsb/stsb-en-dev.csv")
+STSB = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "stsb" / "stsb-en-dev.csv"
 SCENARIOS = ((1, 1), (8, 1), (32, 1), (4, 32))
 
 
