@@ -31,7 +31,7 @@ from onnx import TensorProto, helper, numpy_helper
 from embedserve.errors import StoreError
 
 MS = "com.microsoft"
-GRAPH_FORMAT = 2  # bump when the graph layout changes, so cached graphs are rebuilt
+GRAPH_FORMAT = 3  # bump when the graph layout changes, so cached graphs are rebuilt
 
 
 @dataclass(frozen=True)
@@ -212,6 +212,25 @@ def build_bert_graph(folder: Path, quantization: str = "fp32") -> onnx.ModelProt
         epsilon=shape.eps,
     )
     mask_i32 = g.op("Cast", ["attention_mask"], to=TensorProto.INT32)
+    # Padding-free dense layers: everything but attention runs on the real tokens only, packed
+    # into [tokens, hidden]; attention scatters them back into [batch, seq, hidden] (zeros at the
+    # padding, which the mask hides) and gathers its output again.
+    full_shape = g.op("Concat", [g.op("Shape", ["input_ids"]),
+                                 g.const("hidden_dim", np.array([shape.hidden], np.int64))], axis=0)
+    flat_2d = g.const("flat_2d", np.array([-1, shape.hidden], np.int64))
+    real = g.op("NonZero", [g.op("Reshape", ["attention_mask", g.const("flat_1d", np.array([-1], np.int64))])])
+    real_rows = g.op("Transpose", [real], perm=[1, 0])  # [tokens, 1] for ScatterND
+    real_idx = g.op("Reshape", [real, g.const("flat_1d_b", np.array([-1], np.int64))])
+    zeros = g.op("ConstantOfShape", [g.op("Shape", [g.op("Reshape", [x, flat_2d])])],
+                 value=helper.make_tensor("zero_f", TensorProto.FLOAT, [1], [0.0]))
+
+    def unpack(packed: str) -> str:
+        return g.op("Reshape", [g.op("ScatterND", [zeros, real_rows, packed]), full_shape])
+
+    def pack(full: str) -> str:
+        return g.op("Gather", [g.op("Reshape", [full, flat_2d]), real_idx], axis=0)
+
+    x = pack(x)
 
     for i in range(shape.layers):
         p = f"encoder.layer.{i}."
@@ -221,7 +240,7 @@ def build_bert_graph(folder: Path, quantization: str = "fp32") -> onnx.ModelProt
         qkv_b = np.concatenate([get(p + f"attention.self.{n}.bias") for n in ("query", "key", "value")])
         if int8:
             q, scale = quantize_per_channel(qkv_w)
-            xq, xs, xz = g.op_multi("DynamicQuantizeLinear", [x], 3)
+            xq, xs, xz = g.op_multi("DynamicQuantizeLinear", [unpack(x)], 3)
             attn = g.op(
                 "QAttention",
                 [xq, g.const(f"l{i}_qkv_q", q), g.const(f"l{i}_qkv_b", qkv_b), xs,
@@ -233,11 +252,11 @@ def build_bert_graph(folder: Path, quantization: str = "fp32") -> onnx.ModelProt
         else:
             attn = g.op(
                 "Attention",
-                [x, g.const(f"l{i}_qkv_w", qkv_w), g.const(f"l{i}_qkv_b", qkv_b), mask_i32],
+                [unpack(x), g.const(f"l{i}_qkv_w", qkv_w), g.const(f"l{i}_qkv_b", qkv_b), mask_i32],
                 domain=MS,
                 num_heads=shape.heads,
             )
-        attn = g.matmul(attn, get(p + "attention.output.dense.weight").T, f"l{i}_ao_w", int8)
+        attn = g.matmul(pack(attn), get(p + "attention.output.dense.weight").T, f"l{i}_ao_w", int8)
         x = g.residual_norm(attn, x, get(p + "attention.output.dense.bias"),
                             get(p + "attention.output.LayerNorm.weight"),
                             get(p + "attention.output.LayerNorm.bias"), f"l{i}_ln1", shape.eps)
@@ -250,7 +269,7 @@ def build_bert_graph(folder: Path, quantization: str = "fp32") -> onnx.ModelProt
         x = g.residual_norm(h, x, get(p + "output.dense.bias"), get(p + "output.LayerNorm.weight"),
                             get(p + "output.LayerNorm.bias"), f"l{i}_ln2", shape.eps)
 
-    pooled = _pool(g, x, pooling)
+    pooled = _pool(g, unpack(x), pooling)
     g.nodes.append(helper.make_node("Identity", [pooled], ["pooled"]))
     graph = helper.make_graph(
         g.nodes,
