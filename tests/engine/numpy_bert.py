@@ -8,7 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from embedserve.store.onnx_builder import load_weights, read_pooling
+from embedserve.store.folder import inspect_folder
+from embedserve.store.onnx_builder import load_weights
 
 _erf = np.vectorize(erf)
 
@@ -55,7 +56,7 @@ def forward(folder: Path, ids: list[int]) -> np.ndarray:
         h = _gelu(lin("intermediate.dense", x))
         x = _layer_norm(lin("output.dense", h) + x,
                         w[p + "output.LayerNorm.weight"], w[p + "output.LayerNorm.bias"], eps)
-    pooling, _ = read_pooling(folder)
+    pooling = inspect_folder(folder).pooling
     if pooling == "cls":
         return x[0]
     if pooling == "max":

@@ -63,11 +63,11 @@ def open_bench_reference(name: str, settings: Settings) -> Any:
     """``(BenchEngine, LoadInfo)``: sentence-transformers on the installed folder of ``name``, with
     the same window as embedserve's engine (the folder's max_seq_length, 256 for all-minilm)."""
     from embedserve.bench.engines import load_sentence_transformers
-    from embedserve.service.loader import max_tokens_of
+    from embedserve.store.folder import inspect_folder
 
     folder = Path(_installed(name, settings).folder)
     return load_sentence_transformers(
-        folder, window=max_tokens_of(folder), threads=settings.threads
+        folder, window=inspect_folder(folder).max_tokens, threads=settings.threads
     )
 
 

@@ -5,28 +5,14 @@ The one path every front uses (library, CLI, server), so they all load models th
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from embedserve.config import Settings
 from embedserve.engine.base import EngineInfo
-from embedserve.errors import ModelNotFound
 
 ProgressCallback = Callable[[Any], None]
-
-
-def max_tokens_of(folder: Path) -> int:
-    """The model's window: sentence_bert_config.json's max_seq_length, capped by the positions."""
-    cfg = json.loads((folder / "config.json").read_text())
-    limit = int(cfg.get("max_position_embeddings", 512))
-    sbert = folder / "sentence_bert_config.json"
-    if sbert.exists():
-        seq = json.loads(sbert.read_text()).get("max_seq_length")
-        if seq:
-            limit = min(limit, int(seq))
-    return limit
 
 
 def install(
@@ -43,13 +29,8 @@ def install(
     model = store.find(name)
     if model is not None:
         return model
-    canonical = store.resolve(name)
     if settings.offline or not pull:
-        raise ModelNotFound(
-            f"model '{canonical}' is not installed; run: embedserve pull {canonical}",
-            name=canonical,
-            pull_command=f"embedserve pull {canonical}",
-        )
+        raise store.not_installed(name)  # the pull command, or close names for an unknown one
     return store.pull(name, progress=pull_progress)
 
 
@@ -57,21 +38,18 @@ def engine_for(model: Any, *, threads: int | None = None, spinning: bool = True)
     """An ONNX engine for an installed model (builds and caches its graph on first use)."""
     from embedserve.engine.onnx import OnnxEngine
     from embedserve.engine.tokenizer import TextTokenizer
+    from embedserve.store.folder import inspect_folder
     from embedserve.store.graphs import ensure_graph
-    from embedserve.store.onnx_builder import read_pooling
 
     folder = Path(model.folder)
+    meta = inspect_folder(folder)  # window, pooling, normalisation: the folder's own metadata
     graph = ensure_graph(folder, model.digest, model.quantization)
-    limit = max_tokens_of(folder)
-    pooling, normalize = read_pooling(folder)
-    dim = int(json.loads((folder / "config.json").read_text())["hidden_size"])
     info = EngineInfo(
-        name=model.name, dim=dim, max_tokens=limit, pooling=pooling, normalize=normalize,
-        digest=model.digest,
+        name=model.name, dim=meta.dim, max_tokens=meta.max_tokens, pooling=meta.pooling,
+        normalize=meta.normalize, digest=model.digest,
     )
-    return OnnxEngine(
-        graph, TextTokenizer(folder / "tokenizer.json", limit), info, threads=threads, spinning=spinning
-    )
+    tokenizer = TextTokenizer(folder / "tokenizer.json", meta.max_tokens)
+    return OnnxEngine(graph, tokenizer, info, threads=threads, spinning=spinning)
 
 
 def load_engine(

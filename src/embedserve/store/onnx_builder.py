@@ -20,7 +20,6 @@ float32 [batch, hidden]. Nothing assumes a layer count or a width: all of it is 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,36 +68,6 @@ class BertShape:
         if config.get("position_embedding_type", "absolute") != "absolute":
             raise StoreError("only absolute position embeddings are supported")
         return shape
-
-
-def read_pooling(folder: Path) -> tuple[str, bool]:
-    """The pooling mode and whether the pipeline ends in Normalize, from the folder's metadata."""
-    modules_path = folder / "modules.json"
-    normalize = False
-    pooling_dir = folder / "1_Pooling"
-    if modules_path.exists():
-        modules = json.loads(modules_path.read_text())
-        for module in modules:
-            kind = module.get("type", "")
-            if kind.endswith("Normalize"):
-                normalize = True
-            if kind.endswith("Pooling"):
-                pooling_dir = folder / module.get("path", "1_Pooling")
-    cfg_path = pooling_dir / "config.json"
-    if not cfg_path.exists():
-        return "cls", normalize
-    cfg = json.loads(cfg_path.read_text())
-    if cfg.get("pooling_mode_mean_tokens"):
-        mode = "mean"
-    elif cfg.get("pooling_mode_cls_token"):
-        mode = "cls"
-    elif cfg.get("pooling_mode_max_tokens"):
-        mode = "max"
-    elif cfg.get("pooling_mode_mean_sqrt_len_tokens"):
-        mode = "mean_sqrt_len"
-    else:
-        raise StoreError(f"{cfg_path}: no supported pooling mode (mean, cls, max, mean_sqrt_len)")
-    return mode, normalize
 
 
 def load_weights(folder: Path) -> dict[str, np.ndarray]:
@@ -182,9 +151,11 @@ def build_bert_graph(folder: Path, quantization: str = "fp32") -> onnx.ModelProt
     int8 = quantization == "int8"
     if quantization not in ("fp32", "int8"):
         raise StoreError(f"unknown quantization {quantization!r}")
-    config = json.loads((folder / "config.json").read_text())
-    shape = BertShape.from_config(config)
-    pooling, _ = read_pooling(folder)
+    from embedserve.store.folder import inspect_folder
+
+    meta = inspect_folder(folder)  # the folder's own metadata decides pooling
+    shape = BertShape.from_config(meta.config)
+    pooling = meta.pooling
     w = load_weights(folder)
 
     def get(name: str) -> np.ndarray:
