@@ -45,7 +45,7 @@ def test_create_list_show_cp_rm(
     home: Path, tiny_model_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code, out, _ = run(capsys, "list")
-    assert code == 0 and out.split() == ["NAME", "ID", "SIZE", "MODIFIED"]
+    assert code == 0 and out.split() == ["NAME", "ID", "SIZE", "QUANTIZATION", "MODIFIED"]
 
     code, out, _ = run(capsys, "create", "Tiny", "--from", str(tiny_model_dir))
     assert code == 0
@@ -56,11 +56,14 @@ def test_create_list_show_cp_rm(
 
     code, out, _ = run(capsys, "list")
     lines = out.splitlines()
-    assert lines[0].split() == ["NAME", "ID", "SIZE", "MODIFIED"]
+    assert lines[0].split() == ["NAME", "ID", "SIZE", "QUANTIZATION", "MODIFIED"]
     assert [ln.split()[0] for ln in lines[1:]] == ["tiny8:latest", "tiny:latest"]
+    assert [ln.split()[4] for ln in lines[1:]] == ["int8", "fp32"]
     model = ModelStore(home).get("tiny")
     assert model.id in lines[2]
-    assert re.search(r"\d+(\.\d)? (KB|MB)\s+(Less than a second|\d+ seconds?) ago$", lines[2])
+    assert re.search(
+        r"\d+(\.\d)? (KB|MB)\s+fp32\s+(Less than a second|\d+ seconds?) ago$", lines[2]
+    )
 
     code, out, _ = run(capsys, "show", "tiny8")
     assert code == 0

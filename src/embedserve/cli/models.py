@@ -90,8 +90,11 @@ def cmd_pull(args: argparse.Namespace) -> int:
 
 def cmd_list(args: argparse.Namespace) -> int:
     models = _store().list()
-    rows = [["NAME", "ID", "SIZE", "MODIFIED"]]
-    rows += [[m.name, m.id, human_bytes(m.size), human_ago(m.modified_at)] for m in models]
+    rows = [["NAME", "ID", "SIZE", "QUANTIZATION", "MODIFIED"]]
+    rows += [
+        [m.name, m.id, human_bytes(m.size), m.quantization, human_ago(m.modified_at)]
+        for m in models
+    ]
     print(_table(rows))
     return 0
 
