@@ -6,14 +6,14 @@ import pytest
 
 from embedserve.config import Settings
 from embedserve.engine.fake import FakeEngine
-from embedserve.index.encoder import EngineEncoder
+from embedserve.embedder import Embedder
 
 
-class CountingEncoder(EngineEncoder):
-    """The fake engine behind the index's encoder protocol, counting the texts it embeds."""
+class CountingEncoder(Embedder):
+    """The library over the fake engine, counting the texts it embeds."""
 
     def __init__(self, engine: FakeEngine) -> None:
-        super().__init__(engine)
+        self._engine = engine
         self.encoded: list[str] = []
 
     def encode(self, texts, **kw):  # type: ignore[no-untyped-def]

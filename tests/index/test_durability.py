@@ -26,9 +26,9 @@ CHILD = textwrap.dedent(
     from embedserve.config import Settings
     from embedserve.engine.fake import FakeEngine
     from embedserve.index.collection import Collection
-    from embedserve.index.encoder import EngineEncoder
+    from embedserve.embedder import Embedder
 
-    enc = EngineEncoder(FakeEngine(max_tokens=16, delay_per_batch=0.002), batch_size=4)
+    enc = Embedder.from_engine(FakeEngine(max_tokens=16, delay_per_batch=0.002))
     col = Collection.open("kill", settings=Settings(home=Path(sys.argv[1])), encoder=enc)
     words = " ".join(f"w{j}" for j in range(60))
     b = 0

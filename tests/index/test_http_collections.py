@@ -125,11 +125,11 @@ def test_ask_without_and_with_llm(settings: Settings) -> None:
 
 def test_server_and_library_share_the_store(client: TestClient, settings: Settings) -> None:
     from embedserve.index.collection import Collection
-    from embedserve.index.encoder import EngineEncoder
+    from embedserve.embedder import Embedder
 
     client.post("/api/collections/kb/documents", json={"documents": DOCS[:1]})
     client.post("/api/collections/kb/query", json={"query": "cat"})  # server caches the matrix
-    lib = Collection.open("kb", settings=settings, encoder=EngineEncoder(FakeEngine("all-minilm:latest", max_tokens=16)))
+    lib = Collection.open("kb", settings=settings, encoder=Embedder.from_engine(FakeEngine("all-minilm:latest", max_tokens=16)))
     lib.add(DOCS[1:2])  # as a CLI `index add` in another process would
     r = client.post("/api/collections/kb/query", json={"query": "birds sing morning", "top_k": 1})
     assert r.json()["results"][0]["id"] == "bird"
