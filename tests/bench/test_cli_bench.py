@@ -9,31 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from clikit import error_line, run
 
 from embedserve.bench.engines import ST_NAME, EmbedderBench, LoadInfo
-from embedserve.cli import main
 from embedserve.embedder import Embedder
 from embedserve.engine.fake import FakeEngine
 
 
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def error_line(err: str) -> str:
-    lines = [ln for ln in err.splitlines() if ln.startswith("Error:")]
-    assert len(lines) == 1 and "Traceback" not in err, err
-    return lines[0]
-
-
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    path = tmp_path / "home"
-    monkeypatch.setenv("EMBEDSERVE_HOME", str(path))
-    monkeypatch.setenv("EMBEDSERVE_OFFLINE", "1")
-    return path
 
 
 class FakeST(EmbedderBench):

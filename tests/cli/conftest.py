@@ -1,4 +1,4 @@
-"""Fixtures for CLI tests: a per-test EMBEDSERVE_HOME (set with monkeypatch, undone after each test)."""
+"""Fixtures for CLI tests (the per-test ``home`` is in tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -6,14 +6,6 @@ from pathlib import Path
 
 import pytest
 from tinybert import make_tiny_bert
-
-
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    path = tmp_path / "home"
-    monkeypatch.setenv("EMBEDSERVE_HOME", str(path))
-    monkeypatch.setenv("EMBEDSERVE_OFFLINE", "1")
-    return path
 
 
 @pytest.fixture(scope="session")

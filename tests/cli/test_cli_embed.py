@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from clikit import error_line, run
 
 from embedserve.cli import main
 from embedserve.engine.fake import FakeEngine
@@ -32,16 +33,6 @@ def fake(monkeypatch: pytest.MonkeyPatch, fake_engine: FakeEngine, home: Path) -
     return fake_engine
 
 
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def error_line(err: str) -> str:
-    lines = [ln for ln in err.splitlines() if ln.startswith("Error:")]
-    assert len(lines) == 1 and "Traceback" not in err, err
-    return lines[0]
 
 
 def test_embed_arguments_as_jsonl(fake: FakeEngine, capsys: pytest.CaptureFixture[str]) -> None:

@@ -8,16 +8,12 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from clikit import run
 
 from embedserve.cli import main
 from embedserve.cli.models import human_ago, human_bytes, human_count
 from embedserve.store.local import ModelStore
 
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def one_error_line(err: str) -> str:
