@@ -246,3 +246,32 @@ def test_unexpected_load_failure_is_one_clean_500_and_retried() -> None:
         assert "loading model 'fake:latest' failed" in r.json()["error"]
         assert c.get("/health").json()["models"][0]["state"] == "failed"
         assert c.post("/api/embed", json={"model": "fake", "input": "x"}).status_code == 200
+
+
+def test_a_client_that_hangs_up_has_its_queued_texts_dropped() -> None:
+    store = FakeStore()
+    loader = FakeLoader(store, delay_per_batch=0.4)
+    with serve(create_app(settings(), loader=loader, store=store)) as url:
+        with httpx.Client(base_url=url) as c:  # load the model
+            assert c.post("/api/embed", json={"model": "fake", "input": ""}).status_code == 200
+        engine = loader.engines[0]
+
+        async def scenario() -> int:
+            async with httpx.AsyncClient(base_url=url, timeout=10) as keeper:
+                busy = asyncio.ensure_future(  # occupies the engine for 0.4 s
+                    keeper.post("/api/embed", json={"model": "fake", "input": "first"})
+                )
+                await asyncio.sleep(0.1)
+                async with httpx.AsyncClient(base_url=url, timeout=0.1) as quitter:
+                    with pytest.raises(httpx.TimeoutException):  # hangs up while queued
+                        await quitter.post(
+                            "/api/embed", json={"model": "fake", "input": ["a", "b", "c"]}
+                        )
+                first = await busy
+                await asyncio.sleep(0.6)  # time for the batcher to have run them, had it kept them
+                later = await keeper.post("/api/embed", json={"model": "fake", "input": "after"})
+                assert later.status_code == 200
+                return first.status_code
+
+        assert asyncio.run(scenario()) == 200
+    assert engine.batches == [1, 1]  # "first" and "after"; the three abandoned texts never ran

@@ -84,6 +84,7 @@ async def embed(request: Request) -> Response:
         keep_alive=keep_alive,
         num_ctx=int(options.get("num_ctx") or 0),
         not_found=_not_found_pull(name),
+        client=request,
     )
     if not texts:
         return JSON({"model": name, "embeddings": []})
@@ -114,7 +115,8 @@ async def embeddings(request: Request) -> Response:
     texts = [prompt] if prompt else []
     # classic behaviour: an over-long prompt is truncated, never an error
     result = await embed_texts(
-        state, name, texts, truncate=True, keep_alive=keep_alive, not_found=_not_found_pull(name)
+        state, name, texts, truncate=True, keep_alive=keep_alive, not_found=_not_found_pull(name),
+        client=request,
     )
     if not texts:
         return JSON({"embedding": []})

@@ -63,7 +63,8 @@ async def embeddings(request: Request) -> Response:
     check_count(state, len(texts))
     check_name(name, not_found=f"model '{name}' not found")
     result = await embed_texts(
-        state, name, texts, not_found=f'model "{name}" not found, try pulling it first'
+        state, name, texts, not_found=f'model "{name}" not found, try pulling it first',
+        client=request,
     )
     vectors = finish_vectors(result.vectors, dimensions)
     if encoding == "base64":

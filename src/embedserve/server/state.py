@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from starlette.requests import Request
 
 from embedserve.config import Settings
 from embedserve.errors import InvalidModelName, ModelNotFound, TooManyInputs
@@ -60,10 +61,13 @@ async def embed_texts(
     keep_alive: float | None = None,
     num_ctx: int = 0,
     not_found: str,
+    client: Request | None = None,
 ) -> EmbedResult:
     """Hold ``model`` (loading it on first use) and embed ``texts``: raw pooled float32 vectors.
 
     An empty ``texts`` only loads the model (Ollama's preload idiom) and keeps it per keep_alive.
+    With ``client``, a client that hangs up while its texts wait has them dropped from the queue
+    (the batcher skips cancelled requests), as TEI does, instead of embedding them for nobody.
     """
     t0 = time.perf_counter_ns()
     try:
@@ -82,10 +86,30 @@ async def embed_texts(
             if num_ctx < 3:  # no room for one token between the specials
                 raise HTTPError(400, "input after truncation exceeds maximum context length")
             limit = num_ctx
-        vectors, tokens = await resident.batcher.submit(texts, truncate, limit)
+        pending = resident.batcher.submit(texts, truncate, limit)
+        if client is not None:
+            await _unless_gone(client, pending)
+        vectors, tokens = await pending
         return EmbedResult(vectors, tokens, load_ns)
     finally:
         state.manager.release(resident)
+
+
+async def _wait_disconnect(client: Request) -> None:
+    while (await client.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _unless_gone(client: Request, pending: asyncio.Future[Any]) -> None:
+    """Wait for ``pending``; if the client disconnects first, cancel it and answer 499."""
+    watcher = asyncio.ensure_future(_wait_disconnect(client))
+    try:
+        await asyncio.wait((pending, watcher), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+    if not pending.done():
+        pending.cancel()
+        raise HTTPError(499, "request canceled")
 
 
 def finish_vectors(vectors: np.ndarray, dimensions: int) -> np.ndarray:

@@ -242,7 +242,7 @@ class Batcher:
             end = start + 1
             while end < len(window) and window[end][0] is req:
                 end += 1
-            if req.error is None:
+            if req.error is None and not req.future.cancelled():  # a client that hung up: skip
                 idxs = [i for _, i in window[start:end]]
                 try:
                     ids = engine.tokenize([req.texts[i] for i in idxs], truncate=req.truncate)
@@ -270,7 +270,7 @@ class Batcher:
         self._run_batch(batch)
 
     def _run_batch(self, batch: list[tuple[int, _Request, int, list[int]]]) -> None:
-        live = [e for e in batch if e[1].error is None]
+        live = [e for e in batch if e[1].error is None and not e[1].future.cancelled()]
         if not live:
             return
         t0 = time.perf_counter()
