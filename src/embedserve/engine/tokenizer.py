@@ -25,7 +25,6 @@ class TextTokenizer:
         self._cut = Tokenizer.from_file(str(path))
         self._cut.no_padding()
         self._cut.enable_truncation(max_length=max_tokens)
-        self.specials = self._full.num_special_tokens_to_add(is_pair=False)
 
     def encode(self, texts: Sequence[str], *, truncate: bool = True) -> list[list[int]]:
         if isinstance(texts, str):

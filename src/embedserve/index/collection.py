@@ -22,7 +22,6 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -34,7 +33,7 @@ from embedserve.index.chunking import chunk_text, check_chunk_settings
 from embedserve.index.encoder import IndexEncoder, encode_normalized
 from embedserve.index.filters import compile_where
 from embedserve.index.search import SearchConfig, Strategy
-from embedserve.index.sqlite_store import CollectionRow, Snapshot, SQLiteStore
+from embedserve.index.sqlite_store import DB_NAME, CollectionRow, Snapshot, SQLiteStore
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
@@ -261,7 +260,7 @@ class Collection:
         from embedserve.config import load
 
         settings = settings or load()
-        if not (settings.collections_dir / "collections.db").exists():
+        if not (settings.collections_dir / DB_NAME).exists():
             return []
         store = SQLiteStore(settings.collections_dir)
         try:
@@ -531,6 +530,3 @@ class Collection:
     def __repr__(self) -> str:
         return f"Collection({self._row.name!r}, model={self._row.model!r})"
 
-
-def collections_path(settings: Settings) -> Path:
-    return settings.collections_dir / "collections.db"

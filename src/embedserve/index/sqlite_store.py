@@ -177,10 +177,6 @@ class SQLiteStore:
                     db.execute("INSERT INTO _migrations VALUES (?, ?)", (name, time.time()))
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
-    def migrations(self) -> list[str]:
-        with self.transaction() as db:
-            return [r[0] for r in db.execute("SELECT name FROM _migrations ORDER BY name")]
-
     # -- collections ----------------------------------------------------------------------------
 
     _COLS = "id, name, model, digest, dim, max_tokens, chunk_tokens, overlap, version, created_at, updated_at"

@@ -25,7 +25,7 @@ from embedserve.engine.base import Engine
 from embedserve.server import routes_collections, routes_ollama, routes_openai
 from embedserve.server.errors import EXCEPTION_HANDLERS, handle_error
 from embedserve.server.middleware import GuardMiddleware, is_loopback_bind
-from embedserve.server.routes_ollama import JSON
+from embedserve.server.responses import JSON
 from embedserve.server.state import ServerState
 from embedserve.service.manager import ModelManager
 from embedserve.service.metrics import Metrics

@@ -26,17 +26,11 @@ from embedserve.errors import CollectionError, CollectionNotFound, InvalidInput,
 from embedserve.index.collection import Collection, check_name, model_key
 from embedserve.server.body import read_json
 from embedserve.server.errors import status_and_message
+from embedserve.server.responses import JSON
 from embedserve.server.state import ServerState
 from embedserve.vectors import l2_normalize
 
 _ENCODE_PIECE = 256  # texts per batcher submission, to stay well inside the queue
-
-
-class JSON(Response):
-    media_type = "application/json; charset=utf-8"
-
-    def render(self, content: Any) -> bytes:
-        return orjson.dumps(content)
 
 
 class ManagedEncoder:

@@ -18,6 +18,7 @@ from embedserve.durations import parse_keep_alive
 from embedserve.errors import EmbedServeError, InvalidInput, InvalidModelName, ModelNotFound
 from embedserve.server.body import check_options, get_bool, get_int, get_str, read_json
 from embedserve.server.errors import HTTPError, status_and_message
+from embedserve.server.responses import JSON
 from embedserve.server.state import (
     ServerState,
     check_count,
@@ -27,16 +28,6 @@ from embedserve.server.state import (
 )
 from embedserve.server.views import rfc3339, show, tag_entry
 from embedserve.store.names import canonical
-
-_NUMPY = orjson.OPT_SERIALIZE_NUMPY
-
-
-class JSON(Response):
-    media_type = "application/json; charset=utf-8"
-
-    def render(self, content: Any) -> bytes:
-        return orjson.dumps(content, option=_NUMPY)
-
 
 def _state(request: Request) -> ServerState:
     return request.app.state.embedserve  # type: ignore[no-any-return]

@@ -16,7 +16,8 @@ from starlette.routing import Route
 from embedserve.errors import InvalidModelName
 from embedserve.server.body import get_int, get_str, read_json
 from embedserve.server.errors import HTTPError
-from embedserve.server.routes_ollama import JSON, _state
+from embedserve.server.responses import JSON
+from embedserve.server.routes_ollama import _state
 from embedserve.server.state import check_count, check_name, embed_texts, finish_vectors
 from embedserve.server.views import owned_by, unix
 from embedserve.store.names import canonical
