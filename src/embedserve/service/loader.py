@@ -34,7 +34,7 @@ def install(
     return store.pull(name, progress=pull_progress)
 
 
-def engine_for(model: Any, *, threads: int | None = None, spinning: bool = True):  # type: ignore[no-untyped-def]
+def engine_for(model: Any, *, threads: int | None = None):  # type: ignore[no-untyped-def]
     """An ONNX engine for an installed model (builds and caches its graph on first use)."""
     from embedserve.engine.onnx import OnnxEngine
     from embedserve.engine.tokenizer import TextTokenizer
@@ -49,7 +49,7 @@ def engine_for(model: Any, *, threads: int | None = None, spinning: bool = True)
         normalize=meta.normalize, digest=model.digest,
     )
     tokenizer = TextTokenizer(folder / "tokenizer.json", meta.max_tokens)
-    return OnnxEngine(graph, tokenizer, info, threads=threads, spinning=spinning)
+    return OnnxEngine(graph, tokenizer, info, threads=threads)
 
 
 def load_engine(
@@ -59,9 +59,7 @@ def load_engine(
     threads: int | None = None,
     pull: bool = True,
     pull_progress: ProgressCallback | None = None,
-    spinning: bool = True,
 ):  # type: ignore[no-untyped-def]
-    """Engine for ``name``. ``pull=False`` (the server) raises ModelNotFound for a missing model;
-    ``spinning=False`` (the server) keeps idle ONNX Runtime threads from spin-waiting."""
+    """Engine for ``name``. ``pull=False`` (the server) raises ModelNotFound for a missing model."""
     model = install(name, settings, pull=pull, pull_progress=pull_progress)
-    return engine_for(model, threads=threads or settings.threads, spinning=spinning)
+    return engine_for(model, threads=threads or settings.threads)
