@@ -124,3 +124,37 @@ def test_a_graph_of_an_older_format_is_replaced(tmp_path: Path) -> None:
     engine = engine_for(installed)
     assert engine.embed_ids(engine.tokenize(["the sky"])).shape == (1, engine.info.dim)
     assert not stale.exists()
+
+
+def test_qkv_projection_runs_on_the_real_tokens_only(tmp_path: Path) -> None:
+    """fp32: each layer's Q/K/V MatMul comes *before* the scatter into the padded layout (so
+    padding costs it nothing) and feeds MultiHeadAttention; ORT's fused Attention, which projects
+    the padded tokens too, is gone. int8 keeps QAttention (measured faster there)."""
+    from embedserve.store.onnx_builder import build_bert_graph
+
+    folder = make_tiny_bert(tmp_path / "m", layers=3)
+    model = build_bert_graph(folder, "fp32")
+    producer = {out: node for node in model.graph.node for out in node.output}
+    ops = [node.op_type for node in model.graph.node]
+    assert "Attention" not in ops and ops.count("MultiHeadAttention") == 3
+    for node in model.graph.node:
+        if node.op_type != "MultiHeadAttention":
+            continue
+        split = producer[node.input[0]]  # query
+        reshape = producer[split.input[0]]
+        scatter = producer[reshape.input[0]]
+        matmul = producer[scatter.input[2]]  # ScatterND(zeros, token rows, packed updates)
+        assert [split.op_type, reshape.op_type, scatter.op_type, matmul.op_type] == [
+            "Split", "Reshape", "ScatterND", "MatMul"]
+        assert matmul.input[1].endswith("_qkv_w")  # the packed-token projection itself
+    int8_ops = [node.op_type for node in build_bert_graph(folder, "int8").graph.node]
+    assert int8_ops.count("QAttention") == 3
+
+
+def test_threads_spin_during_a_run_and_stop_after_it() -> None:
+    from embedserve.engine.onnx import session_options
+
+    so = session_options(2)
+    assert so.intra_op_num_threads == 2
+    assert so.get_session_config_entry("session.intra_op.allow_spinning") == "1"
+    assert so.get_session_config_entry("session.force_spinning_stop") == "1"
