@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
@@ -158,3 +159,69 @@ def test_close_fails_queued_requests() -> None:
                 await asyncio.wait_for(f, 5)
 
     run(main())
+
+
+def test_patience_merges_clients_that_come_back_after_a_window() -> None:
+    """Without patience the first returning client runs alone and the rest wait behind it: the
+    batch sizes would be [8, 1, 7]; with it the returning clients are one batch again."""
+    engine = Recording(delay_per_batch=0.1)
+    pool = ThreadPoolExecutor(2)
+
+    async def main() -> None:
+        b = Batcher(engine, pool, batch_tokens=10_000, patience=1.0, max_patience=0.5)
+        await asyncio.gather(*(b.submit([_text(3, i)]) for i in range(8)))
+        again = []
+        for i in range(8):  # the same clients come back a few milliseconds apart
+            again.append(b.submit([_text(3, 100 + i)]))
+            await asyncio.sleep(0.003)
+        results = await asyncio.gather(*again)
+        assert all(vectors.shape == (1, 16) for vectors, _ in results)
+        await b.close()
+
+    run(main())
+    assert [len(x) for x in engine.lengths] == [8, 8]
+
+
+def test_patience_is_bounded_when_the_clients_do_not_come_back() -> None:
+    engine = Recording(delay_per_batch=0.05)
+    pool = ThreadPoolExecutor(2)
+
+    async def main() -> float:
+        b = Batcher(engine, pool, patience=1.0, max_patience=0.2)
+        await asyncio.gather(*(b.submit([_text(3, i)]) for i in range(8)))
+        t0 = time.perf_counter()
+        await asyncio.wait_for(b.submit(["only one came back"]), 5)  # waits 0.05 s at most
+        elapsed = time.perf_counter() - t0
+        await b.close()
+        return elapsed
+
+    assert run(main()) < 2.0
+    assert [len(x) for x in engine.lengths] == [8, 1]
+
+
+def test_a_request_is_answered_when_its_batch_is_done_not_its_window() -> None:
+    """The budget cuts one window into a batch of short texts and a batch of a long one; the short
+    text's answer must not wait for the long text's batch."""
+    release = threading.Event()
+
+    def hold_long(batch: Sequence[Sequence[int]]) -> None:
+        if max(len(ids) for ids in batch) > 20:
+            release.wait(5)
+
+    engine = Recording(fail=hold_long)
+    pool = ThreadPoolExecutor(2)
+
+    async def main() -> None:
+        b = Batcher(engine, pool, batch_tokens=40)  # 5 + 32 tokens: 2 x 32 > 40, two batches
+        short = b.submit(["a b c"])
+        long_ = b.submit([_text(30, 1)])
+        try:
+            await asyncio.wait_for(asyncio.shield(short), 2)
+            assert not long_.done()
+        finally:
+            release.set()
+        await asyncio.wait_for(long_, 5)
+        await b.close()
+
+    run(main())
+    assert sorted(len(x) for x in engine.lengths) == [1, 1]  # the window really was two batches
