@@ -356,8 +356,10 @@ def test_unknown_route_and_wrong_method(client) -> None:
 
 def test_host_guard_and_cors(client) -> None:
     assert client.get("/api/version", headers={"Host": "evil.example.com"}).status_code == 403
-    for host in ("localhost:11434", "127.0.0.1", "10.1.2.3:80", "box.local", "[::1]:11434"):
-        assert client.get("/api/version", headers={"Host": host}).status_code == 200, host
+    for _ in range(2):  # the second round answers from the guard's memo of each Host
+        for host in ("localhost:11434", "127.0.0.1", "10.1.2.3:80", "box.local", "[::1]:11434"):
+            assert client.get("/api/version", headers={"Host": host}).status_code == 200, host
+        assert client.get("/api/version", headers={"Host": "evil.example.com"}).status_code == 403
     r = client.get("/api/version", headers={"Origin": "http://localhost:3000"})
     assert r.headers["access-control-allow-origin"] == "http://localhost:3000"
     assert (

@@ -64,3 +64,12 @@ def test_invalid_names_raise(raw: str) -> None:
 
 def test_matching_is_case_insensitive() -> None:
     assert canonical("ALL-MINILM:LATEST") == canonical("all-minilm")
+
+
+def test_an_invalid_name_raises_every_time_despite_the_memo() -> None:
+    for _ in range(3):
+        assert canonical("All-MiniLM") == "all-minilm:latest"
+        with pytest.raises(InvalidModelName):
+            canonical("bad name!")
+    with pytest.raises(InvalidModelName, match="must be a string"):
+        canonical(["not", "a", "str"])  # type: ignore[arg-type]  # unhashable: never memoised

@@ -93,6 +93,15 @@ class GuardMiddleware:
         self.origins = _origin_pattern((*origins, *_DEFAULT_ORIGINS))
         self.metrics = metrics
         self.hostname = socket.gethostname().lower()
+        self._hosts: dict[str, bool] = {}  # Host header -> allowed (a client sends the same one)
+
+    def _allowed(self, host: str) -> bool:
+        ok = self._hosts.get(host)
+        if ok is None:
+            ok = allowed_host(host, self.hostname)
+            if len(self._hosts) < 256:  # bounded: a scanner cannot grow it
+                self._hosts[host] = ok
+        return ok
 
     async def _plain(self, send: Send, status: int, headers: list[tuple[bytes, bytes]]) -> None:
         await send({"type": "http.response.start", "status": status, "headers": headers})
@@ -128,7 +137,7 @@ class GuardMiddleware:
                 elif key == b"origin":
                     origin = value
             host_s = host.decode("latin-1")
-            if self.check_host and not allowed_host(host_s, self.hostname):
+            if self.check_host and not self._allowed(host_s):
                 status_box[0] = 403
                 await self._plain(send, 403, [])
                 return

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -72,9 +73,19 @@ def parse_name(name: str) -> ModelName:
     return ModelName(tuple(p.lower() for p in parts), tag.lower())
 
 
-def canonical(name: str) -> str:
-    """``"All-MiniLM"`` -> ``"all-minilm:latest"``; raises :class:`InvalidModelName`."""
+@functools.lru_cache(maxsize=1024)
+def _canonical(name: str) -> str:
     return str(parse_name(name))
+
+
+def canonical(name: str) -> str:
+    """``"All-MiniLM"`` -> ``"all-minilm:latest"``; raises :class:`InvalidModelName`.
+
+    Memoised (every embed request asks it twice, with one of a few names); an invalid name is not
+    cached, so it raises each time."""
+    if not isinstance(name, str):
+        return str(parse_name(name))  # raises: a model name must be a string
+    return _canonical(name)
 
 
 def is_valid(name: str) -> bool:
