@@ -126,29 +126,34 @@ def test_a_graph_of_an_older_format_is_replaced(tmp_path: Path) -> None:
     assert not stale.exists()
 
 
-def test_qkv_projection_runs_on_the_real_tokens_only(tmp_path: Path) -> None:
-    """fp32: each layer's Q/K/V MatMul comes *before* the scatter into the padded layout (so
-    padding costs it nothing) and feeds MultiHeadAttention; ORT's fused Attention, which projects
-    the padded tokens too, is gone. int8 keeps QAttention (measured faster there)."""
+@pytest.mark.parametrize("quantization,projection", [("fp32", "MatMul"),
+                                                    ("int8", "DynamicQuantizeMatMul")])
+def test_qkv_projection_runs_on_the_real_tokens_only(
+    tmp_path: Path, quantization: str, projection: str
+) -> None:
+    """Each layer's Q/K/V projection comes *before* the scatter into the padded layouts (so
+    padding costs it nothing) and feeds one MultiHeadAttention per length group; ORT's fused
+    Attention / QAttention, which project every padding slot too, are gone."""
     from embedserve.store.onnx_builder import build_bert_graph
 
     folder = make_tiny_bert(tmp_path / "m", layers=3)
-    model = build_bert_graph(folder, "fp32")
+    model = build_bert_graph(folder, quantization)
+    assert [i.name for i in model.graph.input] == ["input_ids", "attention_mask", "split", "width_a"]
     producer = {out: node for node in model.graph.node for out in node.output}
     ops = [node.op_type for node in model.graph.node]
-    assert "Attention" not in ops and ops.count("MultiHeadAttention") == 3
+    assert not {"Attention", "QAttention"} & set(ops)
+    assert ops.count("MultiHeadAttention") == 3 * 2
     for node in model.graph.node:
         if node.op_type != "MultiHeadAttention":
             continue
         split = producer[node.input[0]]  # query
         reshape = producer[split.input[0]]
         scatter = producer[reshape.input[0]]
-        matmul = producer[scatter.input[2]]  # ScatterND(zeros, token rows, packed updates)
-        assert [split.op_type, reshape.op_type, scatter.op_type, matmul.op_type] == [
-            "Split", "Reshape", "ScatterND", "MatMul"]
-        assert matmul.input[1].endswith("_qkv_w")  # the packed-token projection itself
-    int8_ops = [node.op_type for node in build_bert_graph(folder, "int8").graph.node]
-    assert int8_ops.count("QAttention") == 3
+        group = producer[scatter.input[2]]  # ScatterND(zeros, token rows, packed updates)
+        proj = producer[group.input[0]]
+        assert [n.op_type for n in (split, reshape, scatter, group, proj)] == [
+            "Split", "Reshape", "ScatterND", "Split", projection]
+        assert "_qkv_w" in proj.input[1]  # the packed-token projection itself
 
 
 def test_threads_spin_during_a_run_and_stop_after_it() -> None:
@@ -158,3 +163,52 @@ def test_threads_spin_during_a_run_and_stop_after_it() -> None:
     assert so.intra_op_num_threads == 2
     assert so.get_session_config_entry("session.intra_op.allow_spinning") == "1"
     assert so.get_session_config_entry("session.force_spinning_stop") == "1"
+
+
+def test_attention_split_pads_the_fewest_slots() -> None:
+    from embedserve.engine.onnx import attention_split
+
+    assert attention_split([7]) == 1
+    assert attention_split([3, 3, 3]) == 3  # one group
+    assert attention_split([2, 2, 2, 40]) == 3  # 3 x 2 + 1 x 40 instead of 4 x 40
+    assert attention_split([5, 6, 30, 31]) == 2
+    lengths = sorted(np.random.default_rng(1).integers(3, 60, 32).tolist())
+    k = attention_split(lengths)
+    cost = k * lengths[k - 1] + (32 - k) * lengths[-1]
+    assert cost == min(j * lengths[j - 1] + (32 - j) * lengths[-1] for j in range(1, 33))
+
+
+@pytest.mark.parametrize("texts", [
+    ["a", TEXTS[3], "the sky", TEXTS[0], "b c", TEXTS[3] + " music", "why"],  # two groups
+    ["the same text"] * 5,  # one group: the second is empty
+    [TEXTS[3]],
+])
+def test_two_attention_groups_give_each_text_its_own_vector(tmp_path: Path, texts: list[str]) -> None:
+    """Shuffled lengths: the engine sorts the rows, pads the short group to its own longest and
+    the long group to the batch's, then puts the vectors back in input order."""
+    from embedserve.engine.onnx import attention_split
+
+    folder = make_tiny_bert(tmp_path / "m", layers=2, hidden=32, heads=4, intermediate=64)
+    engine = engine_for(_Installed(folder))
+    ids = engine.tokenize(texts)
+    k = attention_split(sorted(len(x) for x in ids))
+    if len(set(map(len, ids))) > 2:
+        assert 1 < k < len(ids)  # the split is really exercised
+    got = engine.embed_ids(ids)
+    for row, seq in zip(got, ids):
+        np.testing.assert_allclose(row, numpy_bert.forward(folder, seq), rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.parametrize("texts", [[TEXTS[3]], ["the same text"] * 4, TEXTS])
+def test_int8_runs_one_text_and_an_empty_length_group(tmp_path: Path, texts: list[str]) -> None:
+    """One text, or texts of one length, leave the second attention group empty (ORT's QAttention
+    died of a division by zero there); the int8 vectors stay close to numpy's fp32 ones."""
+    folder = make_tiny_bert(tmp_path / "m", layers=2, hidden=32, heads=4, intermediate=64)
+    installed = _Installed(folder)
+    installed.quantization = "int8"
+    engine = engine_for(installed)
+    ids = engine.tokenize(texts)
+    got = engine.embed_ids(ids)
+    for row, seq in zip(got, ids):
+        ref = numpy_bert.forward(folder, seq)
+        assert float(row @ ref / np.linalg.norm(row) / np.linalg.norm(ref)) > 0.99

@@ -1,7 +1,9 @@
 """The ONNX Runtime engine: one session per model, pooled vectors out.
 
 Threads come from the process's CPU quota (affinity and cgroup), never the host's core count.
-Padding is per batch: the batch is padded to its own longest sequence.
+Padding is per batch: the batch is padded to its own longest sequence, and the graph's dense
+layers skip the padding altogether. Attention pads in two groups: the batch's rows sorted by
+length, the shorter ones padded only to their own longest (``attention_split``).
 """
 
 from __future__ import annotations
@@ -58,6 +60,15 @@ def pad_batch(batch: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
     return ids, mask
 
 
+def attention_split(lengths: Sequence[int]) -> int:
+    """For ascending ``lengths``: how many of the first rows to pad only to ``lengths[k - 1]`` (the
+    rest pad to the longest) so that attention pads the fewest slots, ``k*L[k-1] + (n-k)*L[-1]``.
+    ``k == n``: one group (preferred on a tie)."""
+    n = len(lengths)
+    longest = lengths[-1]
+    return min(range(n, 0, -1), key=lambda k: k * lengths[k - 1] + (n - k) * longest)
+
+
 class OnnxEngine:
     def __init__(
         self,
@@ -89,9 +100,22 @@ class OnnxEngine:
     def embed_ids(self, batch: Sequence[Sequence[int]]) -> np.ndarray:
         if not batch:
             return np.zeros((0, self.info.dim), dtype=np.float32)
-        ids, mask = pad_batch(batch)
+        order = sorted(range(len(batch)), key=lambda i: len(batch[i]))
+        rows = [batch[i] for i in order]
+        split = attention_split([len(r) for r in rows])
+        ids, mask = pad_batch(rows)
+        feeds = {
+            "input_ids": ids,
+            "attention_mask": mask,
+            "split": np.array([split], np.int64),
+            "width_a": np.array([len(rows[split - 1])], np.int64),
+        }
         try:
-            (out,) = self._run(["pooled"], {"input_ids": ids, "attention_mask": mask})
+            (out,) = self._run(["pooled"], feeds)
         except Exception as err:
             raise EngineError(f"inference failed: {err}") from err
+        if order != list(range(len(order))):
+            unsorted = np.empty_like(out)
+            unsorted[order] = out
+            return unsorted
         return out

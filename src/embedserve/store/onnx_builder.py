@@ -6,17 +6,18 @@ directly in onnxruntime's fused form (the way onnxruntime-genai's model builder 
 
 * ``Gather`` word + position (+ token-type 0, folded into the position table) -> ``LayerNormalization``
 * per layer: one ``MatMul`` for Q, K and V together on the real tokens only ->
-  ``com.microsoft.MultiHeadAttention`` (QKV bias, 0/1 key padding mask) -> ``MatMul`` ->
-  ``Add`` bias + residual -> ``LayerNormalization`` -> ``MatMul`` -> ``BiasGelu`` -> ``MatMul`` ->
-  ``Add`` bias + residual -> ``LayerNormalization``
+  ``com.microsoft.MultiHeadAttention`` (QKV bias, 0/1 key padding mask) on each of two padded
+  length groups -> ``MatMul`` -> ``Add`` bias + residual -> ``LayerNormalization`` -> ``MatMul``
+  -> ``BiasGelu`` -> ``MatMul`` -> ``Add`` bias + residual -> ``LayerNormalization``
 * ``quantization="int8"``: every weight MatMul gets per-output-channel symmetric int8 weights with
-  activations quantized per call (``QAttention``, ``DynamicQuantizeMatMul``) and ``FastGelu``;
-  attention products, softmax, LayerNorm and embeddings stay fp32.
+  activations quantized per call (``DynamicQuantizeMatMul``) and ``FastGelu``; attention
+  products, softmax, LayerNorm and embeddings stay fp32.
 * pooling inside the graph (mean / cls / max / mean_sqrt_len over the attention mask), so one
   ``session.run`` gives pooled, un-normalised vectors.
 
-Inputs: ``input_ids`` int64 [batch, seq], ``attention_mask`` int64 [batch, seq]. Output: ``pooled``
-float32 [batch, hidden]. Nothing assumes a layer count or a width: all of it is read from config.json.
+Inputs: ``input_ids`` int64 [batch, seq], ``attention_mask`` int64 [batch, seq], ``split`` and
+``width_a`` int64 [1] (rows sorted by length; the first ``split`` rows need at most ``width_a``
+columns: attention pads them only that far). Output: ``pooled`` float32 [batch, hidden]. Nothing assumes a layer count or a width: all of it is read from config.json.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from onnx import TensorProto, helper, numpy_helper
 from embedserve.errors import StoreError
 
 MS = "com.microsoft"
-GRAPH_FORMAT = 4  # bump when the graph layout changes, so cached graphs are rebuilt
+GRAPH_FORMAT = 5  # bump when the graph layout changes, so cached graphs are rebuilt
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,11 @@ class _Graph:
         self.inits: list[onnx.TensorProto] = []
         self._n = 0
 
+    def fresh(self, prefix: str) -> str:
+        """A name no other node or constant has."""
+        self._n += 1
+        return f"{prefix}_{self._n}"
+
     def const(self, name: str, value: np.ndarray) -> str:
         self.inits.append(numpy_helper.from_array(np.require(value, requirements="C"), name))
         return name
@@ -133,6 +139,41 @@ class _Graph:
             [x, self.const(name + "_q", q), self.const(name + "_scale", scale)],
             domain=MS,
         )
+
+
+class _Layout:
+    """A padded ``[rows, seq]`` layout given by a 0/1 mask, and the moves between it and the packed
+    ``[tokens, width]`` form (tokens in row-major order, so consecutive row ranges stay contiguous)."""
+
+    def __init__(self, g: _Graph, mask: str, hidden: int) -> None:
+        self.g = g
+        self.hidden = hidden
+        self.mask_shape = g.op("Shape", [mask])
+        self.mask = g.op("Cast", [mask], to=TensorProto.INT32)
+        flat = g.op("Reshape", [mask, g.const(g.fresh("flat"), np.array([-1], np.int64))])
+        self.cells = g.op("Shape", [flat])  # [rows * seq]
+        real = g.op("NonZero", [flat])
+        self.rows = g.op("Transpose", [real], perm=[1, 0])  # [tokens, 1] for ScatterND
+        self.index = g.op("Reshape", [real, g.const(g.fresh("flat"), np.array([-1], np.int64))])
+        self.tokens = g.op("Shape", [self.index])
+        self._zeros: dict[int, tuple[str, str]] = {}
+
+    def unpack(self, packed: str, width: int) -> str:
+        """``[tokens, width]`` -> ``[rows, seq, width]``, zeros at the padding."""
+        g = self.g
+        if width not in self._zeros:
+            dim = g.const(g.fresh("width"), np.array([width], np.int64))
+            zeros = g.op("ConstantOfShape", [g.op("Concat", [self.cells, dim], axis=0)],
+                         value=helper.make_tensor(g.fresh("zero"), TensorProto.FLOAT, [1], [0.0]))
+            self._zeros[width] = (zeros, g.op("Concat", [self.mask_shape, dim], axis=0))
+        zeros, full_shape = self._zeros[width]
+        return g.op("Reshape", [g.op("ScatterND", [zeros, self.rows, packed]), full_shape])
+
+    def pack(self, full: str) -> str:
+        """``[rows, seq, hidden]`` -> ``[tokens, hidden]``: the real tokens only."""
+        g = self.g
+        flat = g.op("Reshape", [full, g.const(g.fresh("rows"), np.array([-1, self.hidden], np.int64))])
+        return g.op("Gather", [flat, self.index], axis=0)
 
 
 def quantize_per_channel(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -183,35 +224,38 @@ def build_bert_graph(folder: Path, quantization: str = "fp32") -> onnx.ModelProt
         axis=-1,
         epsilon=shape.eps,
     )
-    mask_i32 = g.op("Cast", ["attention_mask"], to=TensorProto.INT32)
     # Padding-free dense layers: every weight MatMul (the QKV projection included) runs on the
-    # real tokens only, packed into [tokens, width]; only the attention core sees the padded
-    # [batch, seq, width] layout (zeros at the padding, which the mask hides). On an unsorted
-    # batch of 32 short texts this is ~10 % faster than ORT's fused Attention, which projects QKV
-    # on the padded tokens too; on length-sorted batches it is the same (BENCHMARKS.md).
-    flat_2d = g.const("flat_2d", np.array([-1, shape.hidden], np.int64))
-    mask_flat = g.op("Reshape", ["attention_mask", g.const("flat_1d", np.array([-1], np.int64))])
-    real = g.op("NonZero", [mask_flat])
-    real_rows = g.op("Transpose", [real], perm=[1, 0])  # [tokens, 1] for ScatterND
-    real_idx = g.op("Reshape", [real, g.const("flat_1d_b", np.array([-1], np.int64))])
-    padded: dict[int, tuple[str, str]] = {}  # width -> (zeros, shape [batch, seq, width])
+    # real tokens only, packed into [tokens, width]. Only the attention core sees a padded
+    # [rows, seq, width] layout, and it sees two: the batch's rows are length-sorted, the first
+    # ``split`` of them padded only to ``width_a``, the rest to the batch's longest (the engine
+    # picks the split that pads least, see engine.onnx.attention_split). On random batches of 32
+    # short texts this runs as fast as length-sorted ones (BENCHMARKS.md), where one padded
+    # layout cost ~10 %, and ORT's fused Attention (QKV projected on every padding slot) more.
+    whole = _Layout(g, "attention_mask", shape.hidden)
+    big = g.const("to_end", np.array([2**62], np.int64))
+    short_rows = g.op(
+        "Slice",
+        ["attention_mask", g.const("origin", np.array([0, 0], np.int64)),
+         g.op("Concat", ["split", "width_a"], axis=0), g.const("axes_01", np.array([0, 1], np.int64))],
+    )
+    long_rows = g.op("Slice", ["attention_mask", "split", big, g.const("axis_0", np.array([0], np.int64))])
+    groups = (_Layout(g, short_rows, shape.hidden), _Layout(g, long_rows, shape.hidden))
+    group_tokens = g.op("Concat", [grp.tokens for grp in groups], axis=0)
+    thirds = g.const("qkv_thirds", np.array([shape.hidden] * 3, np.int64))
 
-    def unpack(packed: str, width: int = shape.hidden) -> str:
-        if width not in padded:
-            dim = g.const(f"width_{width}", np.array([width], np.int64))
-            zeros = g.op(
-                "ConstantOfShape",
-                [g.op("Concat", [g.op("Shape", [mask_flat]), dim], axis=0)],
-                value=helper.make_tensor(f"zero_{width}", TensorProto.FLOAT, [1], [0.0]),
-            )
-            padded[width] = (zeros, g.op("Concat", [g.op("Shape", ["input_ids"]), dim], axis=0))
-        zeros, full_shape = padded[width]
-        return g.op("Reshape", [g.op("ScatterND", [zeros, real_rows, packed]), full_shape])
+    def attention(qkv: str, bias: str) -> str:
+        """Packed ``[tokens, 3 x hidden]`` Q|K|V -> packed ``[tokens, hidden]``: the tokens split
+        by group, ``MultiHeadAttention`` on each group's padded layout, packed again."""
+        parts = g.op_multi("Split", [qkv, group_tokens], 2, axis=0)
+        out = []
+        for grp, part in zip(groups, parts):
+            padded = grp.unpack(part, 3 * shape.hidden)
+            query, key, value = g.op_multi("Split", [padded, thirds], 3, axis=2)
+            out.append(grp.pack(g.op("MultiHeadAttention", [query, key, value, bias, grp.mask],
+                                     domain=MS, num_heads=shape.heads)))
+        return g.op("Concat", out, axis=0)
 
-    def pack(full: str) -> str:
-        return g.op("Gather", [g.op("Reshape", [full, flat_2d]), real_idx], axis=0)
-
-    x = pack(x)
+    x = whole.pack(x)
 
     for i in range(shape.layers):
         p = f"encoder.layer.{i}."
@@ -219,31 +263,12 @@ def build_bert_graph(folder: Path, quantization: str = "fp32") -> onnx.ModelProt
             [get(p + f"attention.self.{n}.weight").T for n in ("query", "key", "value")], axis=1
         )
         qkv_b = np.concatenate([get(p + f"attention.self.{n}.bias") for n in ("query", "key", "value")])
-        if int8:
-            # QAttention on the padded tokens stays: packed DynamicQuantizeMatMul + the fp32
-            # MultiHeadAttention below ran ~8-18 % slower for int8 in an A/B (the same vectors:
-            # padding zeros do not change the per-tensor activation scale)
-            q, scale = quantize_per_channel(qkv_w)
-            xq, xs, xz = g.op_multi("DynamicQuantizeLinear", [unpack(x)], 3)
-            attn = g.op(
-                "QAttention",
-                [xq, g.const(f"l{i}_qkv_q", q), g.const(f"l{i}_qkv_b", qkv_b), xs,
-                 g.const(f"l{i}_qkv_scale", scale), mask_i32, xz,
-                 g.const(f"l{i}_qkv_zp", np.zeros(scale.shape, np.int8))],
-                domain=MS,
-                num_heads=shape.heads,
-            )
-        else:
-            qkv = unpack(g.op("MatMul", [x, g.const(f"l{i}_qkv_w", qkv_w)]), 3 * shape.hidden)
-            split = g.const(f"l{i}_qkv_split", np.array([shape.hidden] * 3, np.int64))
-            query, key, value = g.op_multi("Split", [qkv, split], 3, axis=2)
-            attn = g.op(
-                "MultiHeadAttention",
-                [query, key, value, g.const(f"l{i}_qkv_b", qkv_b), mask_i32],
-                domain=MS,
-                num_heads=shape.heads,
-            )
-        attn = g.matmul(pack(attn), get(p + "attention.output.dense.weight").T, f"l{i}_ao_w", int8)
+        # the projection on the real tokens; int8: DynamicQuantizeMatMul. (ORT's QAttention,
+        # which projects inside, divides by zero on an empty group; with groups it was no faster
+        # on random batches of 32, 902 vs 915 texts/s, and 5 % faster on sorted ones.)
+        qkv = g.matmul(x, qkv_w, f"l{i}_qkv_w", int8)
+        attn = attention(qkv, g.const(f"l{i}_qkv_b", qkv_b))
+        attn = g.matmul(attn, get(p + "attention.output.dense.weight").T, f"l{i}_ao_w", int8)
         x = g.residual_norm(attn, x, get(p + "attention.output.dense.bias"),
                             get(p + "attention.output.LayerNorm.weight"),
                             get(p + "attention.output.LayerNorm.bias"), f"l{i}_ln1", shape.eps)
@@ -256,7 +281,7 @@ def build_bert_graph(folder: Path, quantization: str = "fp32") -> onnx.ModelProt
         x = g.residual_norm(h, x, get(p + "output.dense.bias"), get(p + "output.LayerNorm.weight"),
                             get(p + "output.LayerNorm.bias"), f"l{i}_ln2", shape.eps)
 
-    pooled = _pool(g, unpack(x), pooling)
+    pooled = _pool(g, whole.unpack(x, shape.hidden), pooling)
     g.nodes.append(helper.make_node("Identity", [pooled], ["pooled"]))
     graph = helper.make_graph(
         g.nodes,
@@ -264,6 +289,9 @@ def build_bert_graph(folder: Path, quantization: str = "fp32") -> onnx.ModelProt
         [
             helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "seq"]),
             helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "seq"]),
+            # rows [0, split) are padded to width_a in attention; the engine sorts rows by length
+            helper.make_tensor_value_info("split", TensorProto.INT64, [1]),
+            helper.make_tensor_value_info("width_a", TensorProto.INT64, [1]),
         ],
         [helper.make_tensor_value_info("pooled", TensorProto.FLOAT, ["batch", shape.hidden])],
         initializer=g.inits,
