@@ -164,7 +164,7 @@ def test_close_fails_queued_requests() -> None:
 def test_patience_merges_clients_that_come_back_after_a_window() -> None:
     """Without patience the first returning client runs alone and the rest wait behind it: the
     batch sizes would be [8, 1, 7]; with it the returning clients are one batch again."""
-    engine = Recording(delay_per_batch=0.1)
+    engine = Recording(delay_per_batch=0.2)  # patience: up to 0.2 s for the 8 to come back
     pool = ThreadPoolExecutor(2)
 
     async def main() -> None:
