@@ -17,11 +17,13 @@ directly in onnxruntime's fused form (the way onnxruntime-genai's model builder 
 
 Inputs: ``input_ids`` int64 [batch, seq], ``attention_mask`` int64 [batch, seq], ``split`` and
 ``width_a`` int64 [1] (rows sorted by length; the first ``split`` rows need at most ``width_a``
-columns: attention pads them only that far). Output: ``pooled`` float32 [batch, hidden]. Nothing assumes a layer count or a width: all of it is read from config.json.
+columns: attention pads them only that far). Output: ``pooled`` float32 [batch, hidden]. Nothing
+assumes a layer count or a width: all of it is read from config.json.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -148,8 +150,8 @@ class _Layout:
     def __init__(self, g: _Graph, mask: str, hidden: int) -> None:
         self.g = g
         self.hidden = hidden
+        self._mask = mask
         self.mask_shape = g.op("Shape", [mask])
-        self.mask = g.op("Cast", [mask], to=TensorProto.INT32)
         flat = g.op("Reshape", [mask, g.const(g.fresh("flat"), np.array([-1], np.int64))])
         self.cells = g.op("Shape", [flat])  # [rows * seq]
         real = g.op("NonZero", [flat])
@@ -157,6 +159,11 @@ class _Layout:
         self.index = g.op("Reshape", [real, g.const(g.fresh("flat"), np.array([-1], np.int64))])
         self.tokens = g.op("Shape", [self.index])
         self._zeros: dict[int, tuple[str, str]] = {}
+
+    @functools.cached_property
+    def mask(self) -> str:
+        """The mask as int32, the key padding mask ``MultiHeadAttention`` takes."""
+        return self.g.op("Cast", [self._mask], to=TensorProto.INT32)
 
     def unpack(self, packed: str, width: int) -> str:
         """``[tokens, width]`` -> ``[rows, seq, width]``, zeros at the padding."""
