@@ -102,12 +102,12 @@ def test_queries_during_adds_see_whole_states(settings: Settings) -> None:
         snap = reader._snap
         assert snap is not None
         per_doc: dict[int, list[int]] = {}
-        for d, i in zip(snap.chunk_doc.tolist(), snap.chunk_index.tolist()):
+        live = snap.alive
+        for d, i in zip(snap.chunk_doc[live].tolist(), snap.chunk_index[live].tolist()):
             per_doc.setdefault(d, []).append(i)
-        assert set(per_doc) == set(range(len(snap.doc_ids)))
+        assert len(per_doc) % 5 == 0
         for idxs in per_doc.values():
-            assert idxs == list(range(len(idxs))) and len(idxs) in (3, 6)
-        assert len(snap.doc_ids) % 5 == 0
+            assert sorted(idxs) == list(range(len(idxs))) and len(idxs) in (3, 6)
         checks += 1
     t.join()
     assert not errors

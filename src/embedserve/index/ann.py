@@ -1,22 +1,33 @@
-"""Approximate nearest neighbours with usearch (HNSW), kept in step with the store.
+"""Approximate nearest neighbours with usearch (HNSW), kept in step with a reader's snapshot.
 
-usearch is an optional dependency (``pip install embedserve[ann]``). Keys are chunk row ids, which
-the store never reuses (AUTOINCREMENT) and whose vectors never change, so keeping the index in step
-with a new snapshot is a set difference: add the new rows, remove the gone ones. The index is
-saved next to the database (``ann-<collection id>.usearch``) so that a later process starts from
-it instead of rebuilding.
+usearch is an optional dependency (``pip install embedserve[ann]``). Keys are chunk keys, which
+the store never reuses and whose vectors never change, so the index follows the snapshot
+incrementally: a write's new chunks are added (those above the largest key it holds) and its
+removed chunk keys removed, O(the write), never a rebuild.
+
+The index is saved next to the database (``ann-<collection id>.usearch``, written to a temporary
+file and renamed, so a kill never leaves a torn one) at most every ``SAVE_EVERY_S`` seconds while
+it changes (the first change at once: a build is the costly part), and when the collection closes. A later process loads it and reconciles it with the
+store (one vectorised key comparison, then only the difference is added or removed), so a restart
+does not rebuild it; a file that does not load, or whose vectors disagree with the store's for a
+sample of keys, is rebuilt. Vectors are held as float16 (half the memory); scores are always
+recomputed exactly from the snapshot's float32 vectors.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from embedserve.index.search import Hit, top_docs
-from embedserve.index.sqlite_store import Snapshot
+from embedserve.index.state import Snapshot
+
+SAVE_EVERY_S = 30.0
+_CHECK_KEYS = 16
 
 
 def _import_usearch() -> None:
@@ -40,74 +51,120 @@ def available() -> bool:
 
 class AnnIndex:
     def __init__(self, dim: int, path: Path | None = None, *, connectivity: int = 16,
-                 expansion_add: int = 128, expansion_search: int = 64) -> None:
+                 expansion_add: int = 128, expansion_search: int = 64, dtype: str = "f16") -> None:
         _import_usearch()
         from usearch.index import Index
 
         self.dim = dim
         self.path = path
         self._make = lambda: Index(
-            ndim=dim, metric="ip", dtype="f32", connectivity=connectivity,
+            ndim=dim, metric="ip", dtype=dtype, connectivity=connectivity,
             expansion_add=expansion_add, expansion_search=expansion_search,
         )
         self.index: Any = None
+        self.loaded = False  # came from the file rather than empty
         if path is not None and path.is_file():
             try:
                 idx = self._make()
                 idx.load(str(path))
-                self.index = idx
-            except Exception:  # a stale or torn file: rebuild
+                if idx.ndim == dim:
+                    self.index, self.loaded = idx, True
+            except Exception:  # a stale or unreadable file: rebuild
                 self.index = None
         if self.index is None:
             self.index = self._make()
-        self._keys: set[int] = set(int(k) for k in self.index.keys) if len(self.index) else set()
-        self.version: int | None = None
-        self._order: np.ndarray | None = None
-        self._sorted: np.ndarray | None = None
+        self._epoch: int | None = None  # the snapshot epoch it is in step with
+        self._max_key = 0
+        self._removed: list[np.ndarray] = []
+        self._dirty = 0
+        self._saved_at = -SAVE_EVERY_S  # the first change (a build, a catch-up) is saved at once
+        self.last_sync: tuple[int, int] = (0, 0)  # (added, removed) by the last sync
 
     def __len__(self) -> int:
         return len(self.index)
 
+    def note_removed(self, keys: np.ndarray) -> None:
+        """Chunk keys a delta removed from the snapshot (applied at the next :meth:`sync`)."""
+        if len(keys):
+            self._removed.append(np.asarray(keys, dtype=np.int64))
+
+    def _reconcile(self, snap: Snapshot) -> tuple[int, int]:
+        live = snap.chunk_keys[snap.alive] if snap.dead else snap.chunk_keys
+        held = np.asarray(self.index.keys, dtype=np.int64) if len(self.index) else np.zeros(0, np.int64)
+        if len(held) and not self._agrees(snap, held):
+            self.index = self._make()
+            held = np.zeros(0, np.int64)
+        gone = held[~np.isin(held, live, assume_unique=True)] if len(held) else held
+        if len(gone):
+            self.index.remove(gone.astype(np.uint64))
+        new = live[~np.isin(live, held, assume_unique=True)] if len(held) else live
+        self._add(snap, new)
+        return len(new), len(gone)
+
+    def _agrees(self, snap: Snapshot, held: np.ndarray) -> bool:
+        """Whether the index holds the store's vectors for a sample of keys (not another database's)."""
+        common = held[np.isin(held, snap.chunk_keys)]
+        if len(common) == 0:
+            return len(held) == 0
+        sample = common[np.linspace(0, len(common) - 1, min(_CHECK_KEYS, len(common))).astype(int)]
+        mine = np.asarray(self.index.get(sample.astype(np.uint64)), dtype=np.float32).reshape(len(sample), -1)
+        theirs = snap.vectors[snap.rows_of(sample)]
+        return bool(np.allclose(mine, theirs, atol=2e-3))
+
+    def _add(self, snap: Snapshot, keys: np.ndarray) -> None:
+        if len(keys):
+            rows = snap.rows_of(keys)
+            self.index.add(keys.astype(np.uint64), np.ascontiguousarray(snap.vectors[rows]), threads=0)
+
     def sync(self, snap: Snapshot) -> tuple[int, int]:
         """Bring the index in step with ``snap``; returns (added, removed)."""
-        current = snap.chunk_rowids
-        cur_set = set(current.tolist())
-        gone = self._keys - cur_set
-        if gone:
-            self.index.remove(np.fromiter(gone, dtype=np.uint64, count=len(gone)))
-        new_mask = np.fromiter((k not in self._keys for k in current.tolist()), dtype=bool, count=len(current))
-        added = int(new_mask.sum())
-        if added:
-            self.index.add(current[new_mask].astype(np.uint64), np.ascontiguousarray(snap.vectors[new_mask]),
-                           threads=0)
-        self._keys = cur_set
-        self._order = np.argsort(current)
-        self._sorted = current[self._order]
-        self.version = snap.version
-        if (added or gone) and self.path is not None:
+        if self._epoch != snap.epoch:
+            added, removed = self._reconcile(snap)
+            self._removed = []
+        else:
+            gone = np.concatenate(self._removed) if self._removed else np.zeros(0, np.int64)
+            self._removed = []
+            if len(gone):
+                gone = np.array([k for k in gone.tolist() if self.index.contains(k)], dtype=np.uint64)
+                if len(gone):
+                    self.index.remove(gone)
+            keys = snap.chunk_keys
+            start = int(np.searchsorted(keys, self._max_key, side="right"))
+            new = keys[start:][snap.alive[start:]]
+            self._add(snap, new)
+            added, removed = len(new), len(gone)
+        self._epoch, self._max_key = snap.epoch, snap.last_key
+        self.last_sync = (added, removed)
+        self._dirty += added + removed
+        if self._dirty and self.path is not None and time.monotonic() - self._saved_at >= SAVE_EVERY_S:
             self.save()
-        return added, len(gone)
+        return added, removed
 
     def save(self) -> None:
-        assert self.path is not None
+        """Write the index to its file (temporary name, then an atomic rename)."""
+        if self.path is None:
+            return
         tmp = self.path.with_suffix(f".tmp{os.getpid()}")
         self.index.save(str(tmp))
         os.replace(tmp, self.path)
+        self._dirty, self._saved_at = 0, time.monotonic()
+
+    def flush(self) -> None:
+        """Save if anything changed since the last save."""
+        if self._dirty:
+            self.save()
 
     def search(self, snap: Snapshot, q: np.ndarray, top_k: int, allowed: np.ndarray | None) -> list[Hit]:
-        assert self._order is not None and self._sorted is not None
-        n = len(snap.chunk_rowids)
+        n = snap.live
         count = min(n, max(top_k * 8, 64))
         while True:
             m = self.index.search(q.astype(np.float32), count)
             keys = np.asarray(m.keys, dtype=np.int64).reshape(-1)
-            ok = keys >= 0
-            keys = keys[ok]
-            rows = self._order[np.searchsorted(self._sorted, keys)]
-            scores = snap.vectors[rows] @ q  # exact scores for the candidates (ip distance = 1 - dot)
-            if allowed is not None:
-                keep = allowed[rows]
-                rows, scores = rows[keep], scores[keep]
+            rows = snap.rows_of(keys[keys >= 0])
+            rows = rows[rows >= 0]
+            keep = snap.alive[rows] if allowed is None else allowed[rows]
+            rows = rows[keep]
+            scores = snap.vectors[rows] @ q  # exact scores for the candidates
             hits = top_docs(scores.astype(np.float32), rows, snap.chunk_doc, top_k)
             if len(hits) >= top_k or count >= n:
                 return hits

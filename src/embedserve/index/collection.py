@@ -29,11 +29,20 @@ import numpy as np
 from embedserve.config import DEFAULT_MODEL, Settings
 from embedserve.errors import CollectionError, CollectionNotFound, InvalidInput
 from embedserve.index import search as _search
-from embedserve.index.chunking import chunk_text, check_chunk_settings
+from embedserve.index.backends import open_store, store_exists
+from embedserve.index.chunking import check_chunk_settings, chunk_text
 from embedserve.index.encoder import IndexEncoder, encode_normalized
 from embedserve.index.filters import compile_where
 from embedserve.index.search import SearchConfig, Strategy
-from embedserve.index.sqlite_store import DB_NAME, CollectionRow, Snapshot, SQLiteStore
+from embedserve.index.state import Snapshot
+from embedserve.index.store import (
+    ChunkData,
+    CollectionRow,
+    CollectionStore,
+    DocumentWrite,
+    ReadView,
+    StoreHit,
+)
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
@@ -170,7 +179,7 @@ class Collection:
 
     def __init__(
         self,
-        store: SQLiteStore,
+        store: CollectionStore,
         row: CollectionRow,
         settings: Settings,
         encoder: IndexEncoder | None,
@@ -218,7 +227,7 @@ class Collection:
         settings = settings or load()
         check_name(name)
         factory = encoder_factory or _load_default_encoder
-        store = SQLiteStore(settings.collections_dir)
+        store = open_store(settings)
         try:
             row = store.get_collection(name)
             if row is None:
@@ -260,9 +269,9 @@ class Collection:
         from embedserve.config import load
 
         settings = settings or load()
-        if not (settings.collections_dir / DB_NAME).exists():
+        if not store_exists(settings):
             return []
-        store = SQLiteStore(settings.collections_dir)
+        store = open_store(settings)
         try:
             return [_info(r, d, c) for r, d, c in store.list_collections()]
         finally:
@@ -274,7 +283,7 @@ class Collection:
 
         settings = settings or load()
         check_name(name)
-        store = SQLiteStore(settings.collections_dir)
+        store = open_store(settings)
         try:
             row = store.get_collection(name)
             if row is None or not store.drop_collection(name):
@@ -285,7 +294,13 @@ class Collection:
             store.close()
 
     def close(self) -> None:
-        self._store.close()
+        with self._lock:
+            if self._ann is not None:
+                try:
+                    self._ann.flush()
+                except OSError:
+                    pass  # the index is a cache: the next open reconciles or rebuilds it
+            self._store.close()
 
     def __enter__(self) -> Collection:
         return self
@@ -394,10 +409,10 @@ class Collection:
                 rows = []
                 for c in cs:
                     assert vecs is not None
-                    rows.append((c.index, c.start, c.end, vecs[k].astype(np.float32).tobytes()))
+                    rows.append(ChunkData(c.index, c.start, c.end, vecs[k]))
                     k += 1
                 meta = json.dumps(d.metadata, ensure_ascii=False, sort_keys=True)
-                upserts.append((d.id, h, d.text, meta, rows))
+                upserts.append(DocumentWrite(d.id, h, d.text, meta, rows))
             result.chunks += k
             if upserts or meta_only:
                 self._store.write(cid, upserts, meta_only)
@@ -418,21 +433,27 @@ class Collection:
         if ids:
             targets |= set(self._store.hashes(cid, list(ids)))
         if pred is not None:
-            targets |= {i for i, m in self._store.all_metadata(cid) if pred(json.loads(m))}
+            assert where is not None
+            targets |= set(self._store.ids_where(cid, json.loads(where) if isinstance(where, str) else where))
         if targets:
             self._store.write(cid, [], [], sorted(targets))
         return len(targets)
 
     # -- searching ------------------------------------------------------------------------------
 
-    def _snapshot(self, db: Any) -> Snapshot:
-        version = self._store.version(self._row.id, db)
+    def _snapshot(self, view: ReadView) -> Snapshot:
+        """This reader's snapshot brought to the store's current version (O(changes))."""
+        version = view.version()
         if version is None:
             raise CollectionNotFound(f"collection {self._row.name!r} was deleted")
-        if self._snap is None or self._snap.version != version:
-            self._snap = self._store.snapshot(self._row.id, self._row.dim, db)
-            self._codes = _search.QuantizedCodes()
-        return self._snap
+        snap = self._snap
+        if snap is None:
+            snap = self._snap = Snapshot(self._row.id, self._row.dim)
+        if snap.version != version:
+            removed = snap.apply(view.delta(snap.version, snap.last_key, self._row.dim))
+            if self._ann is not None:
+                self._ann.note_removed(removed)
+        return snap
 
     def _ann_index(self, snap: Snapshot) -> Any:
         from embedserve.index.ann import AnnIndex
@@ -440,8 +461,7 @@ class Collection:
         if self._ann is None:
             path = self.settings.collections_dir / f"ann-{self._row.id}.usearch"
             self._ann = AnnIndex(self._row.dim, path)
-        if self._ann.version != snap.version:
-            self._ann.sync(snap)
+        self._ann.sync(snap)
         return self._ann
 
     def _pick(self, n: int, allowed: np.ndarray | None, strategy: Strategy) -> str:
@@ -476,13 +496,19 @@ class Collection:
         q = np.asarray(vectors, dtype=np.float32)
         if q.ndim != 2 or q.shape[1] != self._row.dim:
             raise CollectionError(f"query vectors must have shape (n, {self._row.dim}), got {q.shape}")
-        with self._lock, self._store.transaction() as db:
-            snap = self._snapshot(db)
-            allowed = None
+        native = self._store.native_search(
+            self._row.id, q, top_k, json.loads(where) if isinstance(where, str) else where, strategy
+        )
+        if native is not None:
+            return self._native_hits(native)
+        with self._lock, self._store.read(self._row.id) as view:
+            snap = self._snapshot(view)
+            allowed = snap.mask()
             if pred is not None:
                 doc_ok = np.fromiter((pred(m) for m in snap.metadata), dtype=bool, count=len(snap.metadata))
-                allowed = doc_ok[snap.chunk_doc] if len(snap.chunk_doc) else np.zeros(0, dtype=bool)
-            how = self._pick(len(snap.chunk_rowids), allowed, strategy)
+                ok = doc_ok[snap.chunk_doc] if snap.rows else np.zeros(0, dtype=bool)
+                allowed = ok if allowed is None else ok & allowed
+            how = self._pick(snap.live, allowed, strategy)
             out: list[list[QueryHit]] = []
             for qv in q:
                 if how == "exact":
@@ -497,7 +523,7 @@ class Collection:
                     (snap.doc_ids[h.doc], int(snap.chunk_start[h.chunk]), int(snap.chunk_end[h.chunk]))
                     for h in hits
                 ]
-                texts = self._store.passages(db, snap.collection_id, wanted)
+                texts = view.passages(wanted)
                 out.append([
                     QueryHit(
                         id=snap.doc_ids[h.doc], score=h.score, text=t[0] if t else "",
@@ -507,6 +533,17 @@ class Collection:
                     for h, w, t in zip(hits, wanted, texts)
                 ])
             return out
+
+    def _native_hits(self, native: list[list[StoreHit]]) -> list[list[QueryHit]]:
+        out = []
+        for hits in native:
+            docs = {d.id: d for d in self.get(list(dict.fromkeys(h.id for h in hits)))}
+            out.append([
+                QueryHit(id=h.id, score=h.score, text=docs[h.id].text[h.start : h.end], metadata=docs[h.id].metadata,
+                         chunk=ChunkRef(h.chunk_index, h.start, h.end))
+                for h in hits if h.id in docs
+            ])
+        return out
 
     def query(
         self,

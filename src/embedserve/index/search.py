@@ -1,4 +1,4 @@
-"""Search over a :class:`~embedserve.index.sqlite_store.Snapshot`: exact, quantized, approximate.
+"""Search over a :class:`~embedserve.index.state.Snapshot`: exact, quantized, approximate.
 
 All strategies score chunks; a document's score is its best chunk's, and each result names that
 chunk. ``exact`` is a float32 matrix product (cosine, since vectors are unit length). ``binary``
@@ -10,12 +10,12 @@ exact and only the candidate set is approximate. ``ann`` asks an HNSW index (see
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 
-from embedserve.index.sqlite_store import Snapshot
+from embedserve.index.state import Snapshot, _Column
 from embedserve.vectors import quantize_embeddings
 
 Strategy = Literal["auto", "exact", "binary", "int8", "ann"]
@@ -42,14 +42,6 @@ class Hit:
     score: float
 
 
-@dataclass
-class QuantizedCodes:
-    binary: np.ndarray | None = None  # uint64 words (n, d/64) or uint8 bytes
-    int8: np.ndarray | None = None
-    ranges: np.ndarray | None = None
-    extra: dict[str, object] = field(default_factory=dict)
-
-
 def _pack_binary(x: np.ndarray) -> np.ndarray:
     packed = np.ascontiguousarray(quantize_embeddings(x, "ubinary"))
     if packed.shape[1] % 8 == 0:
@@ -64,20 +56,50 @@ def _popcount(x: np.ndarray) -> np.ndarray:
     return table[x.view(np.uint8)]
 
 
+class QuantizedCodes:
+    """1-bit and 8-bit codes of a snapshot's rows, extended as rows are appended and rebuilt when
+    row positions change (a new ``epoch``). int8 ranges are calibrated on the rows present at the
+    first int8 query of an epoch; later rows clip to them (a compaction recalibrates)."""
+
+    def __init__(self) -> None:
+        self.epoch = -1
+        self._binary: _Column | None = None
+        self._int8: _Column | None = None
+        self.ranges: np.ndarray | None = None
+
+    def _sync(self, snap: Snapshot) -> None:
+        if self.epoch != snap.epoch:
+            self.epoch, self._binary, self._int8, self.ranges = snap.epoch, None, None, None
+
+    def binary(self, snap: Snapshot) -> np.ndarray:
+        self._sync(snap)
+        v = snap.vectors
+        if self._binary is None:
+            packed = _pack_binary(v[:1] if len(v) else np.zeros((1, v.shape[1]), np.float32))
+            self._binary = _Column(packed.dtype, packed.shape[1])
+        if self._binary.n < len(v):
+            self._binary.extend(_pack_binary(v[self._binary.n :]))
+        return self._binary.view
+
+    def int8(self, snap: Snapshot) -> tuple[np.ndarray, np.ndarray]:
+        self._sync(snap)
+        v = snap.vectors
+        if self._int8 is None or self.ranges is None:
+            ranges = np.vstack((v.min(axis=0), v.max(axis=0))) if len(v) else np.zeros((2, v.shape[1]))
+            ranges[1] = np.maximum(ranges[1], ranges[0] + 1e-6)
+            self.ranges = ranges
+            self._int8 = _Column(np.int8, v.shape[1])
+        if self._int8.n < len(v):
+            self._int8.extend(quantize_embeddings(v[self._int8.n :], "int8", ranges=self.ranges))
+        return self._int8.view, self.ranges
+
+
 def binary_codes(snap: Snapshot, codes: QuantizedCodes) -> np.ndarray:
-    if codes.binary is None:
-        codes.binary = _pack_binary(snap.vectors)
-    return codes.binary
+    return codes.binary(snap)
 
 
 def int8_codes(snap: Snapshot, codes: QuantizedCodes) -> tuple[np.ndarray, np.ndarray]:
-    if codes.int8 is None:
-        v = snap.vectors
-        codes.ranges = np.vstack((v.min(axis=0), v.max(axis=0))) if len(v) else np.zeros((2, v.shape[1]))
-        codes.ranges[1] = np.maximum(codes.ranges[1], codes.ranges[0] + 1e-6)
-        codes.int8 = quantize_embeddings(v, "int8", ranges=codes.ranges)
-    assert codes.ranges is not None
-    return codes.int8, codes.ranges
+    return codes.int8(snap)
 
 
 def top_docs(

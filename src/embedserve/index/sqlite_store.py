@@ -17,15 +17,23 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from embedserve.errors import StoreError
+from embedserve.errors import CollectionNotFound, StoreError
+from embedserve.index.filters import compile_where
+from embedserve.index.store import (
+    CollectionRow,
+    Delta,
+    DocumentState,
+    DocumentWrite,
+    StoreHit,
+    batched,
+)
 
 DB_NAME = "collections.db"
 BUSY_TIMEOUT_S = 30.0
@@ -86,40 +94,9 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
-@dataclass(frozen=True)
-class CollectionRow:
-    id: int
-    name: str
-    model: str
-    digest: str
-    dim: int
-    max_tokens: int
-    chunk_tokens: int
-    overlap: int
-    version: int
-    created_at: float
-    updated_at: float
-
-
-@dataclass
-class Snapshot:
-    """Everything a search needs, read in one transaction: docs, chunk spans and the matrix."""
-
-    collection_id: int
-    version: int
-    doc_ids: list[str]
-    doc_hashes: list[str]
-    metadata: list[dict[str, Any]]
-    chunk_rowids: np.ndarray  # int64 (n_chunks,)
-    chunk_doc: np.ndarray  # int64 (n_chunks,) index into doc_ids
-    chunk_index: np.ndarray  # int32
-    chunk_start: np.ndarray  # int64
-    chunk_end: np.ndarray  # int64
-    vectors: np.ndarray  # float32 (n_chunks, dim), L2-normalised
-
-
 class SQLiteStore:
-    """A connection to the collections database, safe to share between threads (one lock)."""
+    """The :class:`~embedserve.index.store.CollectionStore` over one SQLite database: a connection
+    safe to share between threads (one lock)."""
 
     def __init__(self, directory: Path) -> None:
         self.path = Path(directory) / DB_NAME
@@ -238,8 +215,7 @@ class SQLiteStore:
         """``id -> (content_hash, metadata JSON)`` of the given ids that exist."""
         out: dict[str, tuple[str, str]] = {}
         with self.transaction() as db:
-            for i in range(0, len(ids), 500):
-                part = list(ids[i : i + 500])
+            for part in batched(ids):
                 q = f"SELECT id, content_hash, metadata FROM documents WHERE collection_id = ? AND id IN ({','.join('?' * len(part))})"
                 for doc_id, h, meta in db.execute(q, (cid, *part)):
                     out[doc_id] = (h, meta)
@@ -248,18 +224,13 @@ class SQLiteStore:
     def write(
         self,
         cid: int,
-        upserts: Sequence[tuple[str, str, str, str, Sequence[tuple[int, int, int, bytes]]]],
+        upserts: Sequence[DocumentWrite] = (),
         metadata_only: Sequence[tuple[str, str]] = (),
         deletes: Sequence[str] = (),
     ) -> None:
-        """One short write transaction: upsert ``(id, hash, text, metadata_json, chunks)`` with
-        chunks ``(idx, start, end, float32 bytes)``, update metadata of unchanged docs, delete ids;
-        then bump the collection's version. Raises if the collection was dropped meanwhile."""
         now = time.time()
         with self.transaction(write=True) as db:
             if db.execute("SELECT 1 FROM collections WHERE id = ?", (cid,)).fetchone() is None:
-                from embedserve.errors import CollectionNotFound
-
                 raise CollectionNotFound("the collection was deleted while documents were being added")
             for doc_id in deletes:
                 db.execute("DELETE FROM documents WHERE collection_id = ? AND id = ?", (cid, doc_id))
@@ -268,15 +239,15 @@ class SQLiteStore:
                     "UPDATE documents SET metadata = ?, updated_at = ? WHERE collection_id = ? AND id = ?",
                     (meta, now, cid, doc_id),
                 )
-            for doc_id, h, text, meta, chunks in upserts:
+            for d in upserts:
                 row = db.execute(
-                    "SELECT rowid FROM documents WHERE collection_id = ? AND id = ?", (cid, doc_id)
+                    "SELECT rowid FROM documents WHERE collection_id = ? AND id = ?", (cid, d.id)
                 ).fetchone()
                 if row is None:
                     cur = db.execute(
                         "INSERT INTO documents (collection_id, id, content_hash, text, metadata, updated_at)"
                         " VALUES (?, ?, ?, ?, ?, ?)",
-                        (cid, doc_id, h, text, meta, now),
+                        (cid, d.id, d.content_hash, d.text, d.metadata, now),
                     )
                     doc_rowid = cur.lastrowid
                 else:
@@ -284,86 +255,90 @@ class SQLiteStore:
                     db.execute("DELETE FROM chunks WHERE doc_rowid = ?", (doc_rowid,))
                     db.execute(
                         "UPDATE documents SET content_hash = ?, text = ?, metadata = ?, updated_at = ? WHERE rowid = ?",
-                        (h, text, meta, now, doc_rowid),
+                        (d.content_hash, d.text, d.metadata, now, doc_rowid),
                     )
                 db.executemany(
                     "INSERT INTO chunks (collection_id, doc_rowid, idx, start_char, end_char, embedding)"
                     " VALUES (?, ?, ?, ?, ?, ?)",
-                    [(cid, doc_rowid, i, s, e, blob) for i, s, e, blob in chunks],
+                    [(cid, doc_rowid, c.index, c.start, c.end, np.asarray(c.vector, np.float32).tobytes())
+                     for c in d.chunks],
                 )
             db.execute(
                 "UPDATE collections SET version = version + 1, updated_at = ? WHERE id = ?", (now, cid)
             )
 
-    def all_metadata(self, cid: int) -> list[tuple[str, str]]:
+    def ids_where(self, cid: int, where: Mapping[str, Any]) -> list[str]:
+        pred = compile_where(where)
+        assert pred is not None
         with self.transaction() as db:
-            return list(db.execute("SELECT id, metadata FROM documents WHERE collection_id = ?", (cid,)))
+            rows = db.execute("SELECT id, metadata FROM documents WHERE collection_id = ?", (cid,))
+            return [doc_id for doc_id, meta in rows if pred(json.loads(meta))]
+
+    def native_search(
+        self, cid: int, vectors: np.ndarray, top_k: int, where: Mapping[str, Any] | None, strategy: str
+    ) -> list[list[StoreHit]] | None:
+        return None  # the index searches in process
+
+    @contextmanager
+    def read(self, cid: int) -> Iterator[_ReadView]:
+        with self.transaction() as db:
+            yield _ReadView(self, db, cid)
 
     def get_documents(self, cid: int, ids: Sequence[str]) -> list[tuple[str, str, str]]:
         """``(id, text, metadata JSON)`` for the ids that exist, in the order given."""
         found: dict[str, tuple[str, str, str]] = {}
         with self.transaction() as db:
-            for i in range(0, len(ids), 500):
-                part = list(ids[i : i + 500])
+            for part in batched(ids):
                 q = f"SELECT id, text, metadata FROM documents WHERE collection_id = ? AND id IN ({','.join('?' * len(part))})"
                 for r in db.execute(q, (cid, *part)):
                     found[r[0]] = r
         return [found[i] for i in ids if i in found]
 
-    # -- reads for search -----------------------------------------------------------------------
 
-    def snapshot(self, cid: int, dim: int, db: sqlite3.Connection) -> Snapshot:
-        """Load a collection's documents and vectors (call inside a read transaction)."""
-        version = self.version(cid, db)
+
+class _ReadView:
+    """Reads inside one SQLite read transaction (one snapshot)."""
+
+    def __init__(self, store: SQLiteStore, db: sqlite3.Connection, cid: int) -> None:
+        self._store, self._db, self._cid = store, db, cid
+
+    def version(self) -> int | None:
+        return self._store.version(self._cid, self._db)
+
+    def delta(self, since: int | None, after_key: int, dim: int) -> Delta:
+        """Everything, always (``full``): this schema keeps no tombstones."""
+        db, cid = self._db, self._cid
+        version = self.version()
         if version is None:
-            from embedserve.errors import CollectionNotFound
-
             raise CollectionNotFound("the collection was deleted")
-        doc_ids: list[str] = []
-        hashes: list[str] = []
-        metadata: list[dict[str, Any]] = []
-        pos: dict[int, int] = {}
-        for rowid, doc_id, h, meta in db.execute(
-            "SELECT rowid, id, content_hash, metadata FROM documents WHERE collection_id = ? ORDER BY rowid",
-            (cid,),
-        ):
-            pos[rowid] = len(doc_ids)
-            doc_ids.append(doc_id)
-            hashes.append(h)
-            metadata.append(json.loads(meta))
+        docs = [
+            DocumentState(rowid, doc_id, h, json.loads(meta))
+            for rowid, doc_id, h, meta in db.execute(
+                "SELECT rowid, id, content_hash, metadata FROM documents WHERE collection_id = ? ORDER BY rowid",
+                (cid,),
+            )
+        ]
         rows = db.execute(
             "SELECT rowid, doc_rowid, idx, start_char, end_char, embedding FROM chunks"
-            " WHERE collection_id = ? ORDER BY doc_rowid, idx",
+            " WHERE collection_id = ? ORDER BY rowid",
             (cid,),
         ).fetchall()
         n = len(rows)
         blob = b"".join(r[5] for r in rows)
         vectors = np.frombuffer(blob, dtype=np.float32).reshape(n, dim) if n else np.zeros((0, dim), np.float32)
-        ints = np.array([(r[0], pos[r[1]], r[2], r[3], r[4]) for r in rows], dtype=np.int64).reshape(n, 5)
-        return Snapshot(
-            collection_id=cid,
-            version=version,
-            doc_ids=doc_ids,
-            doc_hashes=hashes,
-            metadata=metadata,
-            chunk_rowids=ints[:, 0].copy(),
-            chunk_doc=ints[:, 1].copy(),
-            chunk_index=ints[:, 2].astype(np.int32),
-            chunk_start=ints[:, 3].copy(),
-            chunk_end=ints[:, 4].copy(),
-            vectors=vectors,
+        ints = np.array([r[:5] for r in rows], dtype=np.int64).reshape(n, 5)
+        return Delta(
+            version=version, full=True, documents=docs, chunk_keys=ints[:, 0].copy(),
+            chunk_docs=ints[:, 1].copy(), chunk_index=ints[:, 2].copy(), chunk_start=ints[:, 3].copy(),
+            chunk_end=ints[:, 4].copy(), vectors=vectors,
         )
 
-    @staticmethod
-    def passages(
-        db: sqlite3.Connection, cid: int, wanted: Sequence[tuple[str, int, int]]
-    ) -> list[tuple[str, str] | None]:
-        """``(passage text, content_hash)`` of ``(doc id, start, end)`` spans, ``None`` if gone."""
+    def passages(self, wanted: Sequence[tuple[str, int, int]]) -> list[tuple[str, str] | None]:
         out: list[tuple[str, str] | None] = []
         for doc_id, start, end in wanted:
-            row = db.execute(
+            row = self._db.execute(
                 "SELECT substr(text, ?, ?), content_hash FROM documents WHERE collection_id = ? AND id = ?",
-                (start + 1, end - start, cid, doc_id),
+                (start + 1, end - start, self._cid, doc_id),
             ).fetchone()
             out.append((row[0], row[1]) if row else None)
         return out
