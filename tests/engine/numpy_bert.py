@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from embedserve.store.folder import inspect_folder
-from embedserve.store.onnx_builder import load_weights
+from embedserve.store.graph import load_weights
 
 _erf = np.vectorize(erf)
 

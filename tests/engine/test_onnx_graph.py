@@ -134,10 +134,10 @@ def test_qkv_projection_runs_on_the_real_tokens_only(
     """Each layer's Q/K/V projection comes *before* the scatter into the padded layouts (so
     padding costs it nothing) and feeds one MultiHeadAttention per length group; ORT's fused
     Attention / QAttention, which project every padding slot too, are gone."""
-    from embedserve.store.onnx_builder import build_bert_graph
+    from embedserve.store.graph import build_graph
 
     folder = make_tiny_bert(tmp_path / "m", layers=3)
-    model = build_bert_graph(folder, quantization)
+    model = build_graph(folder, quantization)
     assert [i.name for i in model.graph.input] == ["input_ids", "attention_mask", "split", "width_a"]
     producer = {out: node for node in model.graph.node for out in node.output}
     ops = [node.op_type for node in model.graph.node]

@@ -97,9 +97,9 @@ def test_create_rejects_bad_quantization_and_missing_sources(
         (lambda f: (f / "config.json").write_text("{not json"), "config.json is not valid JSON"),
         (
             lambda f: _patch(
-                f, "config.json", model_type="xlm-roberta", architectures=["XLMRobertaModel"]
+                f, "config.json", model_type="gpt2", architectures=["GPT2Model"]
             ),
-            "model_type 'xlm-roberta' is not BERT",
+            "model_type 'gpt2' is not supported (supported: bert, camembert, mpnet",
         ),
         (
             lambda f: (f / "model.safetensors").rename(f / "pytorch_model.bin"),

@@ -100,7 +100,7 @@ def load_embedder(
     from embedserve.embedder import Embedder
     from embedserve.store.graphs import graph_file
     from embedserve.store.local import ModelStore
-    from embedserve.store.onnx_builder import build_bert_graph, save_graph
+    from embedserve.store.graph import build_graph, save_graph
 
     installed = ModelStore(settings.home).get(name)
     before = current_rss_mb()
@@ -119,7 +119,7 @@ def load_embedder(
         with tempfile.TemporaryDirectory(prefix="embedserve-bench-") as tmp:
             build = timed(
                 lambda: save_graph(
-                    build_bert_graph(installed.folder, installed.quantization), Path(tmp) / "g.onnx"
+                    build_graph(installed.folder, installed.quantization), Path(tmp) / "g.onnx"
                 )
             )
         first = build + load_s

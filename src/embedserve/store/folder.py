@@ -1,8 +1,9 @@
-"""Reading and checking a sentence-transformers model folder (BERT family only).
+"""Reading and checking a sentence-transformers model folder (the families in store.graph.family).
 
 The folder's own metadata is the truth: ``modules.json`` names the pooling module (and whether a
 ``Normalize`` module ends the pipeline), ``<pooling>/config.json`` says how to pool,
-``sentence_bert_config.json``'s ``max_seq_length`` is the window, ``config.json`` the architecture.
+``sentence_bert_config.json``'s ``max_seq_length`` is the window, ``config.json`` the architecture,
+``config_sentence_transformers.json`` the prompts (``prompts``, ``default_prompt_name``).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from embedserve.errors import InputFileError
+from embedserve.errors import InputFileError, StoreError
 
 # Files copied into the store; others (README, ONNX exports, pytorch_model.bin...) are left behind.
 REQUIRED_FILES = ("config.json", "tokenizer.json", "modules.json", "model.safetensors")
@@ -41,7 +42,7 @@ _CHUNK = 1 << 20
 
 @dataclass(frozen=True)
 class FolderInfo:
-    architecture: str  # "bert"
+    architecture: str  # a family: "bert" | "roberta" | "mpnet" | "nomic_bert"
     layers: int
     dim: int
     max_tokens: int
@@ -51,6 +52,8 @@ class FolderInfo:
     files: tuple[str, ...]  # relative paths to copy, weights included
     config: dict[str, Any] = field(default_factory=dict, compare=False)
     license: str | None = None
+    prompts: dict[str, str] = field(default_factory=dict, compare=False)  # name -> prefix
+    default_prompt_name: str | None = None
 
 
 def _bad(folder: Path, why: str) -> InputFileError:
@@ -101,7 +104,7 @@ def _license(folder: Path) -> str | None:
 
 
 def inspect_folder(folder: Path) -> FolderInfo:
-    """Check ``folder`` holds a BERT-family sentence-transformers model; say clearly what is wrong."""
+    """Check ``folder`` holds a sentence-transformers model of a known family; say clearly what is wrong."""
     folder = Path(folder)
     if not folder.is_dir():
         raise InputFileError(f"{folder}: no such folder")
@@ -115,13 +118,18 @@ def inspect_folder(folder: Path) -> FolderInfo:
     config = _read_json(folder, "config.json")
     if not isinstance(config, dict):
         raise _bad(folder, "config.json is not a JSON object")
+    from embedserve.store.graph.family import detect, family_name, supported
+
     model_type = str(config.get("model_type", ""))
-    archs = config.get("architectures") or []
-    if model_type != "bert" and "BertModel" not in archs:
+    family = family_name(config)
+    if family is None:
         raise _bad(
-            folder,
-            f"model_type {model_type or '?'!r} is not BERT (only BERT-family models are supported)",
+            folder, f"model_type {model_type or '?'!r} is not supported (supported: {supported()})"
         )
+    try:
+        _, shape = detect(config)
+    except StoreError as err:
+        raise _bad(folder, str(err)) from None
     modules = _read_json(folder, "modules.json")
     if not isinstance(modules, list):
         raise _bad(folder, "modules.json is not a list")
@@ -153,11 +161,11 @@ def inspect_folder(folder: Path) -> FolderInfo:
             folder,
             f"{pooling_rel} must select exactly one of cls, mean, max, mean_sqrt_len pooling",
         )
-    hidden = int(config.get("hidden_size", 0))
+    hidden = shape.hidden
     dim = int(pool_cfg.get("word_embedding_dimension") or hidden)
     if hidden and dim != hidden:
         raise _bad(folder, f"pooling dimension {dim} differs from hidden_size {hidden}")
-    positions = int(config.get("max_position_embeddings", 512))
+    positions = shape.max_positions  # the position table less its offset (RoBERTa: 514 - 2)
     max_tokens = positions
     st_cfg: dict[str, Any] = {}
     if (folder / "sentence_bert_config.json").is_file():
@@ -172,11 +180,12 @@ def inspect_folder(folder: Path) -> FolderInfo:
         json.loads((folder / "tokenizer.json").read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise _bad(folder, "tokenizer.json is not valid JSON") from None
+    prompts, default_prompt = _prompts(folder)
     files = list(REQUIRED_FILES) + [pooling_rel]
     files += [rel for rel in OPTIONAL_FILES if (folder / rel).is_file()]
     return FolderInfo(
-        architecture="bert",
-        layers=int(config.get("num_hidden_layers", 0)),
+        architecture=family,
+        layers=shape.layers,
         dim=dim,
         max_tokens=max_tokens,
         pooling=modes[0],
@@ -185,7 +194,27 @@ def inspect_folder(folder: Path) -> FolderInfo:
         files=tuple(sorted(files)),
         config=config,
         license=_license(folder),
+        prompts=prompts,
+        default_prompt_name=default_prompt,
     )
+
+
+def _prompts(folder: Path) -> tuple[dict[str, str], str | None]:
+    """sentence-transformers' ``prompts`` and ``default_prompt_name`` (e5: ``query: ``)."""
+    rel = "config_sentence_transformers.json"
+    if not (folder / rel).is_file():
+        return {}, None
+    cfg = _read_json(folder, rel)
+    raw = cfg.get("prompts") if isinstance(cfg, dict) else None
+    prompts = raw or {}
+    if not isinstance(prompts, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in prompts.items()
+    ):
+        raise _bad(folder, f"{rel}: prompts must map names to strings")
+    default = cfg.get("default_prompt_name")
+    if default is not None and default not in prompts:
+        raise _bad(folder, f"{rel}: default_prompt_name {default!r} is not one of its prompts")
+    return dict(prompts), default
 
 
 def sha256_file(path: Path, on_bytes: Callable[[int], None] | None = None) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from embedserve.store.onnx_builder import GRAPH_FORMAT, build_bert_graph, save_graph
+from embedserve.store.graph import GRAPH_FORMAT, build_graph, save_graph
 
 _lock = threading.Lock()
 
@@ -25,7 +25,7 @@ def ensure_graph(folder: Path, digest: str, quantization: str = "fp32") -> Path:
     if not path.exists():
         with _lock:
             if not path.exists():
-                save_graph(build_bert_graph(folder, quantization), path)
+                save_graph(build_graph(folder, quantization), path)
                 for old in path.parent.glob(f"*-{quantization}-g*.onnx"):  # older graph formats
                     if old != path:
                         old.unlink(missing_ok=True)

@@ -1,0 +1,105 @@
+"""Build an ONNX graph for a sentence-transformers model straight from its weights.
+
+No torch: the weights come from ``model.safetensors`` (numpy), the architecture and shape from
+``config.json`` (:mod:`.family`: BERT, RoBERTa/XLM-R, MPNet, NomicBERT), the pooling from the
+folder's own ``modules.json`` / ``1_Pooling/config.json``. The graph is written directly in
+onnxruntime's fused form (the way onnxruntime-genai's model builder does it), in three stages:
+
+* :mod:`.embeddings`: ``Gather`` word + position (+ token-type 0) -> ``LayerNormalization``
+* :mod:`.encoder`: the layers on packed real tokens, attention on two padded length groups
+  (:mod:`.layout`), positions inside attention where the family has them (:mod:`.positions`)
+* :mod:`.heads`: the outputs (today: ``pooled``, the pooling over the attention mask)
+
+Inputs: ``input_ids`` int64 [batch, seq], ``attention_mask`` int64 [batch, seq], ``split`` and
+``width_a`` int64 [1] (rows sorted by length; the first ``split`` rows need at most ``width_a``
+columns: attention pads them only that far). Output: ``pooled`` float32 [batch, hidden].
+``quantization="int8"``: per-channel int8 weight MatMuls, activations quantized per call.
+Nothing assumes a layer count or a width: all of it is read from config.json.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import onnx
+from onnx import TensorProto, helper
+
+from embedserve.errors import StoreError
+from embedserve.store.graph.builder import MS, GraphBuilder, quantize_per_channel
+from embedserve.store.graph.embeddings import embed
+from embedserve.store.graph.encoder import Encoder
+from embedserve.store.graph.family import Family, Shape, detect
+from embedserve.store.graph.heads import HEADS, HeadInput
+from embedserve.store.graph.layout import Groups
+from embedserve.store.graph.weights import Weights, load_weights
+
+GRAPH_FORMAT = 5  # bump when the graph layout changes, so cached graphs are rebuilt
+
+__all__ = ["GRAPH_FORMAT", "build_graph", "save_graph", "load_weights", "quantize_per_channel",
+           "detect", "Family", "Shape"]
+
+
+def build_graph(folder: Path, quantization: str = "fp32",
+                heads: Sequence[str] = ("pooled",)) -> onnx.ModelProto:
+    """Build the fused graph for the sentence-transformers folder ``folder``.
+
+    ``quantization="int8"``: the weight MatMuls (not the attention products, LayerNorms, softmax or
+    embeddings) use per-channel int8 weights with dynamically quantized activations.
+    ``heads``: names in :data:`.heads.HEADS`, each adding its outputs.
+    """
+    int8 = quantization == "int8"
+    if quantization not in ("fp32", "int8"):
+        raise StoreError(f"unknown quantization {quantization!r}")
+    unknown = [h for h in heads if h not in HEADS]
+    if unknown or not heads:
+        raise StoreError(f"unknown graph head {unknown[0] if unknown else '(none)'!r}; "
+                         f"known: {', '.join(HEADS)}")
+    from embedserve.store.folder import inspect_folder
+
+    meta = inspect_folder(folder)  # the folder's own metadata decides pooling
+    fam, shape = detect(meta.config)
+    w = Weights(load_weights(folder))
+
+    g = GraphBuilder()
+    x = embed(g, fam, shape, w)
+    groups = Groups(g, shape.hidden)
+    encoder = Encoder(g, fam, shape, w, groups, int8)
+    x = groups.whole.pack(x)
+    for i in range(shape.layers):
+        x = encoder.layer(i, x)
+
+    head_input = HeadInput(g, x, groups.whole, fam, shape, w, meta.pooling)
+    outputs = []
+    for name in heads:
+        for out_name, value, info in HEADS[name](head_input):
+            g.nodes.append(helper.make_node("Identity", [value], [out_name]))
+            outputs.append(info)
+    graph = helper.make_graph(
+        g.nodes,
+        "embedserve_bert" if fam.name == "bert" else f"embedserve_{fam.name}",
+        [
+            helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "seq"]),
+            helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "seq"]),
+            # rows [0, split) are padded to width_a in attention; the engine sorts rows by length
+            helper.make_tensor_value_info("split", TensorProto.INT64, [1]),
+            helper.make_tensor_value_info("width_a", TensorProto.INT64, [1]),
+        ],
+        outputs,
+        initializer=g.inits,
+    )
+    model = helper.make_model(
+        graph,
+        opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid(MS, 1)],
+        producer_name="embedserve",
+    )
+    model.ir_version = 8
+    return model
+
+
+def save_graph(model: onnx.ModelProto, path: Path) -> None:
+    """Write atomically (temp file then rename), so a crash never leaves a half-written graph."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    onnx.save_model(model, str(tmp))
+    tmp.replace(path)
