@@ -37,6 +37,11 @@ class Settings:
     threads: int | None = None  # None: from the CPU quota
     llm_url: str | None = None
     llm_model: str | None = None
+    auth: bool = False  # every route but /, /api/version and /health needs an API key
+    plans_file: Path | None = None  # TOML overriding the default plans (auth/plans.py)
+    database_url: str | None = None  # postgresql://...: keys and usage there instead of SQLite
+    api_key: str | None = None  # the key this process sends: to a --remote, or from ps/stop
+    remote_url: str | None = None  # offload NAME-cloud / NAME:cloud models to this embedserve
 
     @property
     def models_dir(self) -> Path:
@@ -80,11 +85,29 @@ class Settings:
                     s = replace(s, **{attr: int(raw)})
                 except ValueError:
                     pass
+        s = _auth_settings(s, env)
         if env.get("EMBEDSERVE_LLM_URL"):
             s = replace(s, llm_url=env["EMBEDSERVE_LLM_URL"])
         if env.get("EMBEDSERVE_LLM_MODEL"):
             s = replace(s, llm_model=env["EMBEDSERVE_LLM_MODEL"])
         return s
+
+
+def _auth_settings(s: Settings, env: Mapping[str, str]) -> Settings:
+    """``EMBEDSERVE_AUTH``, ``EMBEDSERVE_PLANS``, ``EMBEDSERVE_DATABASE_URL``,
+    ``EMBEDSERVE_API_KEY`` (else ``OLLAMA_API_KEY``) and ``EMBEDSERVE_REMOTE``."""
+    if _truthy(env.get("EMBEDSERVE_AUTH")):
+        s = replace(s, auth=True)
+    if (env.get("EMBEDSERVE_PLANS") or "").strip():
+        s = replace(s, plans_file=Path(env["EMBEDSERVE_PLANS"].strip()).expanduser())
+    if (env.get("EMBEDSERVE_DATABASE_URL") or "").strip():
+        s = replace(s, database_url=env["EMBEDSERVE_DATABASE_URL"].strip())
+    key = (env.get("EMBEDSERVE_API_KEY") or env.get("OLLAMA_API_KEY") or "").strip()
+    if key:
+        s = replace(s, api_key=key)
+    if (env.get("EMBEDSERVE_REMOTE") or "").strip():
+        s = replace(s, remote_url=env["EMBEDSERVE_REMOTE"].strip().rstrip("/"))
+    return s
 
 
 def load() -> Settings:

@@ -12,7 +12,11 @@ The tree::
     │   ├── PayloadTooLarge          request body over the limit                  (HTTP 413)
     │   ├── CollectionError          bad collection operation (model mismatch, bad filter...)  (HTTP 400)
     │   │   └── CollectionNotFound   no such collection                           (HTTP 404)
-    │   └── InputFileError           unreadable / non-UTF-8 / malformed input file
+    │   ├── InputFileError           unreadable / non-UTF-8 / malformed input file
+    │   └── AuthError                a key, plan or usage-limit problem (``auth/``)
+    │       ├── Unauthorized         missing, unknown or revoked API key           (HTTP 401)
+    │       ├── Forbidden            a model or route the key may not use          (HTTP 403)
+    │       └── LimitExceeded        a plan limit is reached; ``retry_after`` s     (HTTP 429)
     ├── StoreError                   the on-disk store is not as it should be
     │   ├── CorruptModel             a hash mismatch or missing file in an installed model
     │   └── PullError                every source of a pull failed (message names each one)
@@ -89,6 +93,27 @@ class InputFileError(UserError):
     pass
 
 
+class AuthError(UserError):
+    pass
+
+
+class Unauthorized(AuthError):
+    pass
+
+
+class Forbidden(AuthError):
+    pass
+
+
+class LimitExceeded(AuthError):
+    """``limit`` names the limit (``concurrent_models``, ``session``, ``weekly``, ``rpm``)."""
+
+    def __init__(self, message: str, *, limit: str, retry_after: float) -> None:
+        self.limit = limit
+        self.retry_after = retry_after
+        super().__init__(message)
+
+
 class StoreError(EmbedServeError):
     pass
 
@@ -114,21 +139,25 @@ class UpstreamError(EmbedServeError):
 
 
 __all__ = [
+    "AuthError",
     "CollectionError",
     "CollectionNotFound",
     "CorruptModel",
     "EmbedServeError",
     "EngineError",
+    "Forbidden",
     "InputFileError",
     "InputTooLong",
     "InvalidInput",
     "InvalidModelName",
+    "LimitExceeded",
     "ModelNotFound",
     "Overloaded",
     "PayloadTooLarge",
     "PullError",
     "StoreError",
     "TooManyInputs",
+    "Unauthorized",
     "UpstreamError",
     "UserError",
 ]

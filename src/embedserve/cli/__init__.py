@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from embedserve.errors import EmbedServeError
 
-_MODULES = ("models", "embed", "serve", "index", "bench")
+_MODULES = ("models", "embed", "serve", "index", "bench", "keys", "ps")
 
 
 class _Parser(argparse.ArgumentParser):

@@ -12,9 +12,10 @@ import argparse
 import signal
 import sys
 from dataclasses import replace
+from pathlib import Path
 
 from embedserve.config import DEFAULT_MODEL, Settings, load, parse_host
-from embedserve.errors import EmbedServeError
+from embedserve.errors import EmbedServeError, InvalidInput
 
 
 def _address(args: argparse.Namespace, settings: Settings) -> Settings:
@@ -46,23 +47,70 @@ def ensure_default_model(settings: Settings, store: object) -> None:
         print(f"warning: could not pull {DEFAULT_MODEL}: {err}", file=sys.stderr)
 
 
+def _cloud(args: argparse.Namespace, settings: Settings) -> Settings:
+    """``--auth``, ``--plans``, ``--remote``, and the loopback rules for TLS."""
+    from embedserve.server.middleware import is_loopback_bind
+
+    if args.auth:
+        settings = replace(settings, auth=True)
+    if args.plans:
+        settings = replace(settings, plans_file=Path(args.plans))
+    if args.remote:
+        settings = replace(settings, remote_url=args.remote.rstrip("/"))
+    if bool(args.tls_cert) != bool(args.tls_key):
+        raise InvalidInput("--tls-cert and --tls-key go together")
+    for path in (args.tls_cert, args.tls_key):
+        if path and not Path(path).is_file():
+            raise InvalidInput(f"TLS file not found: {path}")
+    if not is_loopback_bind(settings.host):
+        if settings.auth and not args.tls_cert and not args.insecure:
+            raise InvalidInput(
+                f"--auth on {settings.host} (beyond loopback) needs TLS: pass --tls-cert and "
+                "--tls-key, or --insecure to send keys in clear text anyway"
+            )
+        if not settings.auth:
+            print(
+                f"warning: listening on {settings.host} without --auth: anyone who can reach "
+                "this address can use every model",
+                file=sys.stderr,
+            )
+    if settings.remote_url and not settings.api_key:
+        print(
+            "warning: --remote without EMBEDSERVE_API_KEY / OLLAMA_API_KEY: requests for cloud "
+            "models go out without a key",
+            file=sys.stderr,
+        )
+    return settings
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from embedserve.server.app import create_app
     from embedserve.store.local import ModelStore
 
-    settings = _address(args, load())
+    settings = _cloud(args, _address(args, load()))
     store = ModelStore.from_settings(settings)
     if not args.no_pull:
         ensure_default_model(settings, store)
     app = create_app(settings, store=store)
-    print(f"embedserve listening on http://{settings.host}:{settings.port}", file=sys.stderr)
-    if not run(app, settings.host, settings.port, grace=args.grace, log_level=args.log_level):
+    scheme = "https" if args.tls_cert else "http"
+    mode = " (auth on)" if settings.auth else ""
+    print(f"embedserve listening on {scheme}://{settings.host}:{settings.port}{mode}", file=sys.stderr)
+    tls = (args.tls_cert, args.tls_key) if args.tls_cert else None
+    if not run(
+        app, settings.host, settings.port, grace=args.grace, log_level=args.log_level, tls=tls
+    ):
         raise EmbedServeError(f"could not listen on {settings.host}:{settings.port}")
     return 0
 
 
 def run(
-    app: object, host: str, port: int, *, grace: float = 10.0, log_level: str = "warning"
+    app: object,
+    host: str,
+    port: int,
+    *,
+    grace: float = 10.0,
+    log_level: str = "warning",
+    tls: tuple[str, str] | None = None,
 ) -> bool:
     """Serve ``app`` until SIGINT/SIGTERM; in-flight requests get ``grace`` seconds. True if it ran."""
     import uvicorn
@@ -75,6 +123,8 @@ def run(
         lifespan="on",
         timeout_graceful_shutdown=grace,
         access_log=log_level == "debug",
+        ssl_certfile=tls[0] if tls else None,
+        ssl_keyfile=tls[1] if tls else None,
     )
     server = uvicorn.Server(config)
     # uvicorn re-raises a captured SIGTERM after its graceful shutdown; with a no-op handler in
@@ -99,5 +149,15 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     p.add_argument(
         "--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"]
+    )
+    p.add_argument("--auth", action="store_true", help="require API keys (or EMBEDSERVE_AUTH=1)")
+    p.add_argument("--plans", help="TOML file overriding the default plans")
+    p.add_argument("--tls-cert", help="PEM certificate: serve HTTPS")
+    p.add_argument("--tls-key", help="PEM private key for --tls-cert")
+    p.add_argument(
+        "--insecure", action="store_true", help="allow --auth beyond loopback without TLS"
+    )
+    p.add_argument(
+        "--remote", help="offload NAME-cloud / NAME:cloud models to this embedserve URL"
     )
     p.set_defaults(func=cmd_serve)

@@ -62,8 +62,12 @@ def create_app(
     loader: Callable[[str], Engine] | None = None,
     store: Any = None,
     extra_routes: Sequence[BaseRoute] = (),
+    auth: Any = None,
 ) -> Starlette:
-    """The server app. ``loader(name) -> Engine`` blocks (it runs in a worker thread)."""
+    """The server app. ``loader(name) -> Engine`` blocks (it runs in a worker thread).
+
+    ``auth`` (an ``embedserve.auth.AuthService``) turns on API keys; ``settings.auth`` builds one.
+    """
     if settings is None:
         from embedserve.config import load
 
@@ -73,6 +77,11 @@ def create_app(
 
         store = ModelStore.from_settings(settings)
     engine_loader = loader or default_loader(settings)
+    from embedserve import auth as auth_room
+    from embedserve import remote as remote_room
+
+    if auth is None and settings.auth:
+        auth = auth_room.build(settings)
     metrics_ = Metrics()
     cfg = settings
 
@@ -83,10 +92,14 @@ def create_app(
         io_executor = ThreadPoolExecutor(4, thread_name_prefix="embedserve-store")
         manager = ModelManager(cfg, engine_loader, executor, metrics=metrics_)
         app.state.embedserve = ServerState(cfg, manager, store, metrics_, executor, io_executor)
+        if auth is not None:
+            await auth.start()
         try:
             yield
         finally:
             await manager.close()
+            if auth is not None:
+                await auth.close()  # after the last request: its usage is written too
             executor.shutdown(wait=False, cancel_futures=True)
             io_executor.shutdown(wait=False, cancel_futures=True)
 
@@ -95,6 +108,7 @@ def create_app(
         *routes_openai.ROUTES,
         *routes_collections.ROUTES,
         *OPS_ROUTES,
+        *auth_room.ROUTES,
         *extra_routes,
     ]
     handlers: dict[Any, Any] = dict(EXCEPTION_HANDLERS)
@@ -109,7 +123,10 @@ def create_app(
                 check_host=is_loopback_bind(settings.host),
                 origins=settings.origins,
                 metrics=metrics_,
-            )
+            ),
+            *auth_room.middleware(auth, settings),
+            *remote_room.middleware(settings),
         ],
     )
+    app.state.auth = auth
     return app

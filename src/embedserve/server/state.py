@@ -20,6 +20,11 @@ from embedserve.store.names import canonical
 from embedserve.vectors import l2_normalize, truncate_dimensions
 
 
+# A request's usage meter, if a middleware put one in its scope (auth/): anything with
+# ``record(inputs, tokens, compute_seconds)``, told what the engine spent on the request.
+USAGE_KEY = "embedserve.usage"
+
+
 @dataclass
 class ServerState:
     settings: Settings
@@ -69,6 +74,36 @@ async def embed_texts(
     With ``client``, a client that hangs up while its texts wait has them dropped from the queue
     (the batcher skips cancelled requests), as TEI does, instead of embedding them for nobody.
     """
+    usage = client.scope.get(USAGE_KEY) if client is not None else None
+    if usage is None:
+        return await _embed(
+            state, model, texts, truncate, keep_alive, num_ctx, not_found, client, None
+        )
+    spent: list[float] = []  # the batcher reports this request's share of engine time
+    result: EmbedResult | None = None
+    try:
+        result = await _embed(
+            state, model, texts, truncate, keep_alive, num_ctx, not_found, client, spent.append
+        )
+    finally:
+        if result is None:  # failed: only the compute already spent counts
+            usage.record(0, 0, sum(spent))
+        else:
+            usage.record(len(texts), result.tokens, sum(spent))
+    return result
+
+
+async def _embed(
+    state: ServerState,
+    model: str,
+    texts: list[str],
+    truncate: bool,
+    keep_alive: float | None,
+    num_ctx: int,
+    not_found: str,
+    client: Request | None,
+    on_compute: Any,
+) -> EmbedResult:
     t0 = time.perf_counter_ns()
     try:
         resident: ResidentModel = await state.manager.acquire(model, keep_alive)
@@ -86,7 +121,7 @@ async def embed_texts(
             if num_ctx < 3:  # no room for one token between the specials
                 raise HTTPError(400, "input after truncation exceeds maximum context length")
             limit = num_ctx
-        pending = resident.batcher.submit(texts, truncate, limit)
+        pending = resident.batcher.submit(texts, truncate, limit, on_compute=on_compute)
         if client is not None:
             await _unless_gone(client, pending)
         vectors, tokens = await pending

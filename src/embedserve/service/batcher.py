@@ -54,10 +54,18 @@ OVERLOADED_MESSAGE = "server busy, please try again.  maximum pending requests e
 
 
 class _Request:
-    __slots__ = ("error", "future", "limit", "n", "out", "remaining", "texts", "tokens", "truncate")
+    __slots__ = (
+        "error", "future", "limit", "n", "on_compute", "out", "remaining", "seconds", "texts",
+        "tokens", "truncate",
+    )
 
     def __init__(
-        self, texts: Sequence[str], truncate: bool, limit: int, future: asyncio.Future[Any]
+        self,
+        texts: Sequence[str],
+        truncate: bool,
+        limit: int,
+        future: asyncio.Future[Any],
+        on_compute: Callable[[float], None] | None = None,
     ) -> None:
         self.texts = texts
         self.truncate = truncate
@@ -68,6 +76,14 @@ class _Request:
         self.tokens = 0
         self.remaining = self.n
         self.error: BaseException | None = None
+        self.seconds = 0.0  # this request's share of the engine time of the batches it was in
+        self.on_compute = on_compute
+
+    def settle(self) -> None:
+        """Report the compute share once (on the event loop), when the request is done."""
+        report, self.on_compute = self.on_compute, None
+        if report is not None:
+            report(self.seconds)
 
 
 _Item = tuple[_Request, int]
@@ -136,7 +152,12 @@ class Batcher:
         return len(self._queue)
 
     def submit(
-        self, texts: Sequence[str], truncate: bool = True, limit: int = 0
+        self,
+        texts: Sequence[str],
+        truncate: bool = True,
+        limit: int = 0,
+        *,
+        on_compute: Callable[[float], None] | None = None,
     ) -> asyncio.Future[Any]:
         """Queue ``texts``; the future resolves to ``(vectors (n, d) float32 raw, token_count)``.
 
@@ -146,6 +167,11 @@ class Batcher:
         Raises ``Overloaded`` when the queue is full (a request larger than the whole queue is still
         admitted into an empty queue, so no valid request is unservable) and ``EngineError`` when the
         batcher has crashed or closed.
+
+        ``on_compute(seconds)``, if given, is called once on the event loop when the request is
+        done (answered, failed or cancelled) with its share of the engine's wall time: each batch's
+        time split over its inputs by token count, summed over the batches the request was in (a
+        usage meter's hook; 0.0 if nothing ran).
         """
         if self.state != "ready":
             raise EngineError(self._dead_message())
@@ -159,7 +185,7 @@ class Batcher:
             if self.metrics is not None:
                 self.metrics.overloaded.inc(1, (self.name,))
             raise Overloaded(OVERLOADED_MESSAGE)
-        req = _Request(texts, truncate, limit, future)
+        req = _Request(texts, truncate, limit, future, on_compute)
         if n == 1:
             self._queue.append((req, 0))
         else:
@@ -251,14 +277,19 @@ class Batcher:
             seen.add(id(req))
             fut = req.future
             if fut.done():
+                if fut.cancelled():
+                    req.settle()
                 continue
             if req.error is not None:
+                req.settle()
                 fut.set_exception(req.error)
             elif req.remaining == 0:
+                req.settle()
                 fut.set_result((req.out, req.tokens))
 
     def _fail_all(self, exc: EmbedServeError) -> None:
         for req, _ in (*self._window, *self._queue):
+            req.settle()
             if not req.future.done():
                 req.future.set_exception(exc)
         self._window = []
@@ -313,17 +344,20 @@ class Batcher:
             raise EngineError(
                 f"engine returned shape {vectors.shape} for a batch of {len(live)} inputs"
             )
+        elapsed = time.perf_counter() - t0
         if self.metrics is not None:
             self.metrics.observe_batch(self.name, [e[0] for e in live])
-            self.metrics.engine_seconds.observe(time.perf_counter() - t0, (self.name,))
+            self.metrics.engine_seconds.observe(elapsed, (self.name,))
+        per_token = elapsed / max(1, sum(e[0] for e in live))
         done: list[_Request] = []
-        for row, (_, req, i, _) in enumerate(live):
+        for row, (length, req, i, _) in enumerate(live):
             if req.n == 1:
                 req.out = vectors[row : row + 1]
             else:
                 if req.out is None:
                     req.out = np.empty((req.n, vectors.shape[1]), dtype=np.float32)
                 req.out[i] = vectors[row]
+            req.seconds += per_token * length
             req.remaining -= 1
             if req.remaining == 0:
                 done.append(req)
@@ -333,6 +367,7 @@ class Batcher:
     @staticmethod
     def _resolve(done: list[_Request]) -> None:
         for req in done:
+            req.settle()
             if not req.future.done():
                 req.future.set_result((req.out, req.tokens))
 

@@ -1,0 +1,22 @@
+"""``GET /api/usage``: the calling key's plan, windows (used, remaining, reset times) and limits."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from embedserve.auth.middleware import PRINCIPAL_KEY
+from embedserve.server.errors import HTTPError
+from embedserve.server.responses import JSON
+
+
+async def usage(request: Request) -> Response:
+    service = getattr(request.app.state, "auth", None)
+    principal = request.scope.get(PRINCIPAL_KEY)
+    if service is None or principal is None:
+        raise HTTPError(404, "usage is metered only when the server runs with --auth")
+    return JSON(service.report(principal))
+
+
+ROUTES = [Route("/api/usage", usage, methods=["GET"])]
