@@ -28,6 +28,7 @@ import numpy as np
 from embedserve.config import Settings
 from embedserve.engine.base import EngineInfo
 from embedserve.index.collection import Collection
+from embedserve.index.store import ChunkData, DocumentWrite
 from embedserve.vectors import l2_normalize
 
 
@@ -53,7 +54,7 @@ def fill(col: Collection, vecs: np.ndarray, batch: int = 5000) -> None:
     store, cid = col._store, col._row.id
     for i in range(0, len(vecs), batch):
         ups = [
-            (str(j), f"h{j}", f"doc {j}", "{}", [(0, 0, 5, vecs[j].tobytes())])
+            DocumentWrite(str(j), f"h{j}", f"doc {j}", "{}", [ChunkData(0, 0, 5, vecs[j])])
             for j in range(i, min(i + batch, len(vecs)))
         ]
         store.write(cid, ups)

@@ -6,8 +6,8 @@ incrementally: a write's new chunks are added (those above the largest key it ho
 removed chunk keys removed, O(the write), never a rebuild.
 
 The index is saved next to the database (``ann-<collection id>.usearch``, written to a temporary
-file and renamed, so a kill never leaves a torn one) at most every ``SAVE_EVERY_S`` seconds while
-it changes (the first change at once: a build is the costly part), and when the collection closes. A later process loads it and reconciles it with the
+file and renamed, so a kill never leaves a torn one) after its first build or catch-up, then at
+most every ``SAVE_EVERY_S`` seconds once enough has changed, and when the collection closes. A later process loads it and reconciles it with the
 store (one vectorised key comparison, then only the difference is added or removed), so a restart
 does not rebuild it; a file that does not load, or whose vectors disagree with the store's for a
 sample of keys, is rebuilt. Vectors are held as float16 (half the memory); scores are always
@@ -27,6 +27,7 @@ from embedserve.index.search import Hit, top_docs
 from embedserve.index.state import Snapshot
 
 SAVE_EVERY_S = 30.0
+SAVE_MIN_CHANGES = 1000
 _CHECK_KEYS = 16
 
 
@@ -77,7 +78,8 @@ class AnnIndex:
         self._max_key = 0
         self._removed: list[np.ndarray] = []
         self._dirty = 0
-        self._saved_at = -SAVE_EVERY_S  # the first change (a build, a catch-up) is saved at once
+        # a build is saved at once; a loaded file waits for enough changes like any other
+        self._saved_at = time.monotonic() if self.loaded else -SAVE_EVERY_S
         self.last_sync: tuple[int, int] = (0, 0)  # (added, removed) by the last sync
 
     def __len__(self) -> int:
@@ -136,9 +138,19 @@ class AnnIndex:
         self._epoch, self._max_key = snap.epoch, snap.last_key
         self.last_sync = (added, removed)
         self._dirty += added + removed
-        if self._dirty and self.path is not None and time.monotonic() - self._saved_at >= SAVE_EVERY_S:
+        if self._due():
             self.save()
         return added, removed
+
+    def _due(self) -> bool:
+        """Saving rewrites the whole file, so it waits for enough changes: ``SAVE_EVERY_S`` since the
+        last save and at least ``SAVE_MIN_CHANGES`` or a twentieth of the index (a later open
+        reconciles whatever was not saved, at the cost of adding those vectors again)."""
+        if not self._dirty or self.path is None:
+            return False
+        if time.monotonic() - self._saved_at < SAVE_EVERY_S:
+            return False
+        return self._dirty >= min(SAVE_MIN_CHANGES, len(self.index) // 20 + 1) or self._saved_at < 0
 
     def save(self) -> None:
         """Write the index to its file (temporary name, then an atomic rename)."""

@@ -1,9 +1,17 @@
-"""The embedded store: one SQLite database (WAL mode) under ``Settings.collections_dir``.
+"""The embedded store: one SQLite database (WAL mode) under ``Settings.collections_dir``, plus
+append-only vector segment files beside it (``segments.py``).
 
 Tables: ``collections`` (name, pinned model and digest, chunk settings, a ``version`` bumped by
-every write), ``documents`` (id, content hash, text, metadata JSON) and ``chunks`` (character
-span and float32 vector blob per chunk). The schema is versioned by a ``_migrations`` table, as in
-simonw/llm: each migration runs once, in order, inside a write transaction.
+every write), ``documents`` (id, content hash, text, metadata JSON, the version that last wrote
+it), ``chunks`` (character span and where the vector lives: ``(seg, off)`` in a segment file, or a
+blob in ``embedding`` for rows written before segments existed), ``segments`` (committed and dead
+rows per file) and ``tombstones`` (chunk keys removed by each version). The schema is versioned by
+a ``_migrations`` table, as in simonw/llm: each migration runs once, in order, inside a write
+transaction.
+
+A write costs O(its documents): rows inserted, vectors appended to one segment, tombstones for the
+chunks it replaces. Readers ask for the changes since their version (``sqlite_reads.py``).
+Segments whose rows are mostly dead are rewritten by a background compaction (``compaction.py``).
 
 Concurrency: WAL lets readers go on while one writer commits; ``busy_timeout`` makes a second
 writer (the server and a CLI ``index add`` at once) wait instead of failing; writers keep their
@@ -26,14 +34,9 @@ import numpy as np
 
 from embedserve.errors import CollectionNotFound, StoreError
 from embedserve.index.filters import compile_where
-from embedserve.index.store import (
-    CollectionRow,
-    Delta,
-    DocumentState,
-    DocumentWrite,
-    StoreHit,
-    batched,
-)
+from embedserve.index.segments import SEGMENT_ROWS, SegmentFiles
+from embedserve.index.sqlite_reads import SQLiteReadView
+from embedserve.index.store import CollectionRow, DocumentWrite, StoreHit, batched
 
 DB_NAME = "collections.db"
 BUSY_TIMEOUT_S = 30.0
@@ -88,8 +91,38 @@ def _m001_initial(db: sqlite3.Connection) -> None:
     )
 
 
+def _m002_segments(db: sqlite3.Connection) -> None:
+    _script(
+        db,
+        """
+        ALTER TABLE collections ADD COLUMN tomb_floor INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE collections ADD COLUMN next_seg INTEGER NOT NULL DEFAULT 1;
+        UPDATE collections SET tomb_floor = version;
+        ALTER TABLE documents ADD COLUMN version INTEGER NOT NULL DEFAULT 0;
+        CREATE INDEX documents_by_version ON documents (collection_id, version);
+        ALTER TABLE chunks ADD COLUMN seg INTEGER;
+        ALTER TABLE chunks ADD COLUMN off INTEGER;
+        CREATE INDEX chunks_by_seg ON chunks (collection_id, seg);
+        CREATE TABLE segments (
+            collection_id INTEGER NOT NULL REFERENCES collections(id) ON DELETE CASCADE,
+            seg INTEGER NOT NULL,
+            rows INTEGER NOT NULL,
+            dead INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (collection_id, seg)
+        );
+        CREATE TABLE tombstones (
+            collection_id INTEGER NOT NULL REFERENCES collections(id) ON DELETE CASCADE,
+            version INTEGER NOT NULL,
+            chunk_rowid INTEGER NOT NULL
+        );
+        CREATE INDEX tombstones_by_version ON tombstones (collection_id, version)
+        """
+    )
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("m001_initial", _m001_initial),
+    ("m002_segments", _m002_segments),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -99,7 +132,8 @@ class SQLiteStore:
     safe to share between threads (one lock)."""
 
     def __init__(self, directory: Path) -> None:
-        self.path = Path(directory) / DB_NAME
+        self.directory = Path(directory)
+        self.path = self.directory / DB_NAME
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(
@@ -114,6 +148,7 @@ class SQLiteStore:
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"cannot open the collections database {self.path}: {exc}") from None
         self._lock = threading.RLock()
+        self.compact_after_writes = True  # a write that leaves enough dead rows starts a compaction
         self._migrate()
 
     def close(self) -> None:
@@ -190,8 +225,12 @@ class SQLiteStore:
 
     def drop_collection(self, name: str) -> bool:
         with self.transaction(write=True) as db:
-            cur = db.execute("DELETE FROM collections WHERE name = ?", (name,))
-            return cur.rowcount > 0
+            row = self.get_collection(name, db)
+            if row is None:
+                return False
+            db.execute("DELETE FROM collections WHERE id = ?", (row.id,))
+        SegmentFiles(self.directory, row.id, row.dim).remove_all()
+        return True
 
     def _counts(self, db: sqlite3.Connection, cid: int) -> tuple[int, int]:
         docs = db.execute("SELECT count(*) FROM documents WHERE collection_id = ?", (cid,)).fetchone()[0]
@@ -230,42 +269,75 @@ class SQLiteStore:
     ) -> None:
         now = time.time()
         with self.transaction(write=True) as db:
-            if db.execute("SELECT 1 FROM collections WHERE id = ?", (cid,)).fetchone() is None:
+            row = db.execute("SELECT version, dim FROM collections WHERE id = ?", (cid,)).fetchone()
+            if row is None:
                 raise CollectionNotFound("the collection was deleted while documents were being added")
+            v, dim = int(row[0]) + 1, int(row[1])
             for doc_id in deletes:
-                db.execute("DELETE FROM documents WHERE collection_id = ? AND id = ?", (cid, doc_id))
+                found = db.execute(
+                    "SELECT rowid FROM documents WHERE collection_id = ? AND id = ?", (cid, doc_id)
+                ).fetchone()
+                if found is not None:
+                    _bury(db, cid, found[0], v)
+                    db.execute("DELETE FROM documents WHERE rowid = ?", (found[0],))
             for doc_id, meta in metadata_only:
                 db.execute(
-                    "UPDATE documents SET metadata = ?, updated_at = ? WHERE collection_id = ? AND id = ?",
-                    (meta, now, cid, doc_id),
+                    "UPDATE documents SET metadata = ?, updated_at = ?, version = ? WHERE collection_id = ? AND id = ?",
+                    (meta, now, v, cid, doc_id),
                 )
+            seg, off = self._append(db, cid, dim, [c.vector for d in upserts for c in d.chunks])
             for d in upserts:
-                row = db.execute(
+                found = db.execute(
                     "SELECT rowid FROM documents WHERE collection_id = ? AND id = ?", (cid, d.id)
                 ).fetchone()
-                if row is None:
+                if found is None:
                     cur = db.execute(
-                        "INSERT INTO documents (collection_id, id, content_hash, text, metadata, updated_at)"
-                        " VALUES (?, ?, ?, ?, ?, ?)",
-                        (cid, d.id, d.content_hash, d.text, d.metadata, now),
+                        "INSERT INTO documents (collection_id, id, content_hash, text, metadata, updated_at, version)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (cid, d.id, d.content_hash, d.text, d.metadata, now, v),
                     )
                     doc_rowid = cur.lastrowid
                 else:
-                    doc_rowid = row[0]
+                    doc_rowid = found[0]
+                    _bury(db, cid, doc_rowid, v)
                     db.execute("DELETE FROM chunks WHERE doc_rowid = ?", (doc_rowid,))
                     db.execute(
-                        "UPDATE documents SET content_hash = ?, text = ?, metadata = ?, updated_at = ? WHERE rowid = ?",
-                        (d.content_hash, d.text, d.metadata, now, doc_rowid),
+                        "UPDATE documents SET content_hash = ?, text = ?, metadata = ?, updated_at = ?, version = ?"
+                        " WHERE rowid = ?",
+                        (d.content_hash, d.text, d.metadata, now, v, doc_rowid),
                     )
                 db.executemany(
-                    "INSERT INTO chunks (collection_id, doc_rowid, idx, start_char, end_char, embedding)"
-                    " VALUES (?, ?, ?, ?, ?, ?)",
-                    [(cid, doc_rowid, c.index, c.start, c.end, np.asarray(c.vector, np.float32).tobytes())
-                     for c in d.chunks],
+                    "INSERT INTO chunks (collection_id, doc_rowid, idx, start_char, end_char, embedding, seg, off)"
+                    " VALUES (?, ?, ?, ?, ?, x'', ?, ?)",
+                    [(cid, doc_rowid, c.index, c.start, c.end, seg, off + k) for k, c in enumerate(d.chunks)],
                 )
-            db.execute(
-                "UPDATE collections SET version = version + 1, updated_at = ? WHERE id = ?", (now, cid)
-            )
+                off += len(d.chunks)
+            db.execute("UPDATE collections SET version = ?, updated_at = ? WHERE id = ?", (v, now, cid))
+        if self.compact_after_writes:
+            from embedserve.index.compaction import maybe_compact_in_background
+
+            maybe_compact_in_background(self, cid)
+
+    def _append(self, db: sqlite3.Connection, cid: int, dim: int, vectors: list[np.ndarray]) -> tuple[int, int]:
+        """Append a write's vectors to the collection's open segment (a new one when it is full);
+        returns ``(seg, first row)``. Inside the write transaction, before the rows pointing there."""
+        last = db.execute(
+            "SELECT seg, rows FROM segments WHERE collection_id = ? ORDER BY seg DESC LIMIT 1", (cid,)
+        ).fetchone()
+        if not vectors:
+            return (last[0], last[1]) if last else (0, 0)
+        if last is None or (last[1] and last[1] + len(vectors) > SEGMENT_ROWS):
+            seg = int(db.execute("SELECT next_seg FROM collections WHERE id = ?", (cid,)).fetchone()[0])
+            db.execute("UPDATE collections SET next_seg = ? WHERE id = ?", (seg + 1, cid))
+            db.execute("INSERT INTO segments (collection_id, seg, rows, dead) VALUES (?, ?, 0, 0)", (cid, seg))
+            rows = 0
+        else:
+            seg, rows = int(last[0]), int(last[1])
+        SegmentFiles(self.directory, cid, dim).append(seg, rows, np.vstack(vectors))
+        db.execute(
+            "UPDATE segments SET rows = ? WHERE collection_id = ? AND seg = ?", (rows + len(vectors), cid, seg)
+        )
+        return seg, rows
 
     def ids_where(self, cid: int, where: Mapping[str, Any]) -> list[str]:
         pred = compile_where(where)
@@ -280,9 +352,9 @@ class SQLiteStore:
         return None  # the index searches in process
 
     @contextmanager
-    def read(self, cid: int) -> Iterator[_ReadView]:
+    def read(self, cid: int) -> Iterator[SQLiteReadView]:
         with self.transaction() as db:
-            yield _ReadView(self, db, cid)
+            yield SQLiteReadView(db, cid, self.directory)
 
     def get_documents(self, cid: int, ids: Sequence[str]) -> list[tuple[str, str, str]]:
         """``(id, text, metadata JSON)`` for the ids that exist, in the order given."""
@@ -295,50 +367,13 @@ class SQLiteStore:
         return [found[i] for i in ids if i in found]
 
 
-
-class _ReadView:
-    """Reads inside one SQLite read transaction (one snapshot)."""
-
-    def __init__(self, store: SQLiteStore, db: sqlite3.Connection, cid: int) -> None:
-        self._store, self._db, self._cid = store, db, cid
-
-    def version(self) -> int | None:
-        return self._store.version(self._cid, self._db)
-
-    def delta(self, since: int | None, after_key: int, dim: int) -> Delta:
-        """Everything, always (``full``): this schema keeps no tombstones."""
-        db, cid = self._db, self._cid
-        version = self.version()
-        if version is None:
-            raise CollectionNotFound("the collection was deleted")
-        docs = [
-            DocumentState(rowid, doc_id, h, json.loads(meta))
-            for rowid, doc_id, h, meta in db.execute(
-                "SELECT rowid, id, content_hash, metadata FROM documents WHERE collection_id = ? ORDER BY rowid",
-                (cid,),
-            )
-        ]
-        rows = db.execute(
-            "SELECT rowid, doc_rowid, idx, start_char, end_char, embedding FROM chunks"
-            " WHERE collection_id = ? ORDER BY rowid",
-            (cid,),
-        ).fetchall()
-        n = len(rows)
-        blob = b"".join(r[5] for r in rows)
-        vectors = np.frombuffer(blob, dtype=np.float32).reshape(n, dim) if n else np.zeros((0, dim), np.float32)
-        ints = np.array([r[:5] for r in rows], dtype=np.int64).reshape(n, 5)
-        return Delta(
-            version=version, full=True, documents=docs, chunk_keys=ints[:, 0].copy(),
-            chunk_docs=ints[:, 1].copy(), chunk_index=ints[:, 2].copy(), chunk_start=ints[:, 3].copy(),
-            chunk_end=ints[:, 4].copy(), vectors=vectors,
-        )
-
-    def passages(self, wanted: Sequence[tuple[str, int, int]]) -> list[tuple[str, str] | None]:
-        out: list[tuple[str, str] | None] = []
-        for doc_id, start, end in wanted:
-            row = self._db.execute(
-                "SELECT substr(text, ?, ?), content_hash FROM documents WHERE collection_id = ? AND id = ?",
-                (start + 1, end - start, self._cid, doc_id),
-            ).fetchone()
-            out.append((row[0], row[1]) if row else None)
-        return out
+def _bury(db: sqlite3.Connection, cid: int, doc_rowid: int, version: int) -> None:
+    """Tombstone a document's chunks (before they are deleted) and count them dead in their segments."""
+    db.execute(
+        "INSERT INTO tombstones (collection_id, version, chunk_rowid) SELECT ?, ?, rowid FROM chunks WHERE doc_rowid = ?",
+        (cid, version, doc_rowid),
+    )
+    for seg, n in db.execute(
+        "SELECT seg, count(*) FROM chunks WHERE doc_rowid = ? AND seg IS NOT NULL GROUP BY seg", (doc_rowid,)
+    ).fetchall():
+        db.execute("UPDATE segments SET dead = dead + ? WHERE collection_id = ? AND seg = ?", (n, cid, seg))
