@@ -185,13 +185,22 @@ def test_eval_table_with_deltas_and_reference(
     )
     assert code == 0, err
     assert fakes == ["fake", "fake:copy", "other", "st:fake"]
-    assert "STS-B Spearman" in out and "CISI nDCG@10" in out
-    copy = next(ln for ln in out.splitlines() if "fake:copy" in ln)
-    assert "+0.0000 ok" in copy and "1.0000 / 1.0000" in copy  # same vectors as the first
-    assert any(
-        ln.startswith("│ sentence-transformers") or "sentence-transformers " in ln
-        for ln in out.splitlines()
-    )
+    lines = out.splitlines()
+    row = {ln.split("│")[2].strip(): ln for ln in lines if ln.count("│") > 3}
+    assert {"Spearman", "nDCG@10", "MAP@100", "Recall@100", "MRR@10"} <= set(row)
+    assert row["Spearman"].split("│")[1].strip() == "STS-B"
+    assert row["nDCG@10"].split("│")[1].strip() == "CISI"
+    header = next(ln for ln in lines if "fake:latest" in ln and "┃" in ln)
+    cols = [c.strip() for c in header.split("┃")[1:-1]]
+    assert cols[2:] == [
+        "fake:latest", "fake:copy", "Δ vs fake:latest", "other:latest", "Δ vs fake:latest",
+        "sentence-transformers", "Δ vs fake:latest",
+    ]
+    cells = [c.strip() for c in row["Spearman"].split("│")[1:-1]]
+    assert cells[4] == "+0.0000 ok"  # fake:copy is the same model as the first
+    cosine = [c.strip() for c in row["cosine min/mean"].split("│")[1:-1]]
+    assert cosine[4] == "1.0000 / 1.0000"  # same vectors as the first
+    assert "x speed" in row["seconds"]
 
 
 def test_eval_json(fakes: list[str], tiny_data: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -201,7 +210,12 @@ def test_eval_json(fakes: list[str], tiny_data: Path, capsys: pytest.CaptureFixt
     assert code == 0, err
     data = json.loads(out)
     assert data["tasks"] == ["stsb", "cisi"]
+    assert data["metrics"] == {
+        "stsb": ["spearman"], "cisi": ["ndcg@10", "map@100", "recall@100", "mrr@10"]
+    }
+    assert data["retrieval"] == "truncation"
     assert [m["name"] for m in data["models"]] == ["fake:latest", "other:latest"]
+    assert data["models"][0]["metrics"]["cisi"]["ndcg@10"] == data["models"][0]["scores"]["cisi"]
     fake = data["models"][0]["scores"]
     assert fake["cisi"] == pytest.approx(1.0)  # each judged query shares words with its document
     assert -1.0 <= fake["stsb"] <= 1.0

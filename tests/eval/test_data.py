@@ -1,7 +1,9 @@
-"""Loaders for ../shared/data and the nDCG / Spearman helpers."""
+"""Loaders for the packaged evaluation data (and folders of the same layout) and the nDCG /
+Spearman helpers."""
 
 from __future__ import annotations
 
+import lzma
 import math
 from pathlib import Path
 
@@ -10,6 +12,7 @@ import pytest
 
 from embedserve.errors import InputFileError
 from embedserve.eval.data import (
+    PACKAGED_DATA,
     default_data_dir,
     load_cisi,
     load_stsb,
@@ -19,12 +22,11 @@ from embedserve.eval.data import (
     spearman,
 )
 
-
-def _shared_data_or_skip() -> Path:
-    try:
-        return default_data_dir()
-    except InputFileError:
-        pytest.skip("../shared/data is not present next to this checkout")
+# the team's copy of the raw data, beside a development checkout (or a worktree's parent)
+SHARED = next(
+    (p / "shared" / "data" for p in Path(__file__).resolve().parents[3:] if (p / "shared" / "data").is_dir()),
+    Path("/nonexistent"),
+)
 
 
 # -- metrics ------------------------------------------------------------------------------------
@@ -116,12 +118,42 @@ def test_missing_folder_and_file_raise_input_file_error(tmp_path: Path) -> None:
         load_stsb("dev", tmp_path)
 
 
-# -- the real shared data ------------------------------------------------------------------------
+# -- the packaged data ---------------------------------------------------------------------------
 
 
-def test_stsb_counts_on_shared_data() -> None:
-    data_dir = _shared_data_or_skip()
-    dev = load_stsb("dev", data_dir)
+def test_packaged_data_is_the_default_and_needs_no_checkout() -> None:
+    assert default_data_dir() == PACKAGED_DATA
+    names = sorted(p.relative_to(PACKAGED_DATA).as_posix() for p in PACKAGED_DATA.rglob("*.xz"))
+    assert names == [
+        "cisi/CISI.ALL.xz",
+        "cisi/CISI.QRY.xz",
+        "cisi/CISI.REL.xz",
+        "stsb/stsb-en-dev.csv.xz",
+    ]
+    licences = (PACKAGED_DATA / "README.md").read_text(encoding="utf-8")
+    assert "CC BY-SA 4.0" in licences and "Glasgow" in licences
+
+
+def test_packaged_files_are_the_shared_files_byte_for_byte() -> None:
+    if not SHARED.is_dir():
+        pytest.skip("no ../shared/data beside this checkout to compare with")
+    for packed in PACKAGED_DATA.rglob("*.xz"):
+        rel = packed.relative_to(PACKAGED_DATA).with_suffix("")
+        assert lzma.decompress(packed.read_bytes()) == (SHARED / rel).read_bytes(), rel
+
+
+def test_xz_sibling_is_read_and_bad_xz_is_one_error(tmp_path: Path) -> None:
+    (tmp_path / "stsb").mkdir()
+    body = "A cat.,A dog.,1.5\n"
+    (tmp_path / "stsb" / "stsb-en-dev.csv.xz").write_bytes(lzma.compress(body.encode()))
+    assert load_stsb("dev", tmp_path) == [("A cat.", "A dog.", 1.5)]
+    (tmp_path / "stsb" / "stsb-en-dev.csv.xz").write_bytes(b"not xz")
+    with pytest.raises(InputFileError, match="not valid xz data"):
+        load_stsb("dev", tmp_path)
+
+
+def test_stsb_counts_on_packaged_data() -> None:
+    dev = load_stsb("dev")
     assert len(dev) == 1500
     assert dev[0] == (
         "A man with a hard hat is dancing.",
@@ -129,12 +161,12 @@ def test_stsb_counts_on_shared_data() -> None:
         5.0,
     )
     assert all(0.0 <= s <= 5.0 for _, _, s in dev)
-    assert len(load_stsb("train", data_dir)) == 5749
+    if SHARED.is_dir():  # the train split is not packaged (fine-tuning data is the user's)
+        assert len(load_stsb("train", SHARED)) == 5749
 
 
-def test_cisi_counts_on_shared_data() -> None:
-    data_dir = _shared_data_or_skip()
-    docs, queries, qrels = load_cisi(data_dir)
+def test_cisi_counts_on_packaged_data() -> None:
+    docs, queries, qrels = load_cisi()
     assert len(docs) == 1460
     assert len(queries) == 112
     assert len(qrels) == 76

@@ -11,18 +11,19 @@ import pytest
 
 from embedserve.embedder import Embedder
 from embedserve.engine.fake import FakeEngine
+from embedserve.eval.formats import RetrievalData
 from embedserve.eval.quality import (
     TOLERANCE,
-    CisiData,
     EvalData,
     ModelQuality,
-    cisi_ndcg,
     compare,
     encode_unit,
     evaluate,
+    retrieval_scores,
     stsb_spearman,
     vector_agreement,
 )
+from embedserve.eval.tasks import StsData
 
 
 class DictEncoder:
@@ -50,18 +51,28 @@ STSB = [
 ]
 
 
+def sts(pairs: list[tuple[str, str, float]]) -> EvalData:
+    return EvalData([StsData("stsb", pairs)])
+
+
+def retrieval(
+    docs: dict[str, str], queries: dict[str, str], rel: dict[str, set[str]]
+) -> RetrievalData:
+    return RetrievalData("cisi", docs, queries, {q: dict.fromkeys(ds, 1) for q, ds in rel.items()})
+
+
 def test_stsb_spearman_with_the_fake_engine_follows_shared_words() -> None:
-    data = EvalData(stsb=STSB)
+    data = sts(STSB)
     result = evaluate("fake", fake_encoder(), data)
     assert result.scores["stsb"] == pytest.approx(1.0)
     # reversing the gold order reverses the correlation: the gold scores are really used
-    reversed_data = EvalData(stsb=[(a, b, -g) for a, b, g in STSB])
+    reversed_data = sts([(a, b, -g) for a, b, g in STSB])
     assert evaluate("fake", fake_encoder(), reversed_data).scores["stsb"] == pytest.approx(-1.0)
 
 
 def test_stsb_encodes_each_unique_sentence_once() -> None:
-    data = EvalData(stsb=STSB)
-    texts = data.texts("stsb")
+    data = sts(STSB)
+    texts = data.texts(data.tasks[0])
     assert texts == ["a b c d", "a b c x", "a b x y", "p q r s"]
     enc = DictEncoder({t: [1.0, float(i)] for i, t in enumerate(texts)})
     result = evaluate("dict", enc, data)
@@ -81,10 +92,10 @@ def test_stsb_spearman_uses_cosine_of_unit_vectors() -> None:
     assert stsb_spearman(pairs, vectors) == pytest.approx(1.0)
 
 
-CISI = CisiData(
-    docs={"1": "d1", "2": "d2", "3": "d3", "4": "d4"},
-    queries={"1": "q1", "2": "q2", "3": "unjudged query"},
-    qrels={"1": {"1"}, "2": {"4", "9"}},  # doc 9 is judged relevant but absent: it still counts
+CISI = retrieval(
+    {"1": "d1", "2": "d2", "3": "d3", "4": "d4"},
+    {"1": "q1", "2": "q2", "3": "unjudged query"},
+    {"1": {"1"}, "2": {"4", "9"}},  # doc 9 is judged relevant but absent: it still counts
 )
 # q1 is closest to d1 (rank 1); q2 ranks d2, d4, d3, d1
 VECS = {
@@ -100,40 +111,46 @@ VECS = {
 
 def test_cisi_ndcg_on_known_ranks() -> None:
     enc = DictEncoder(VECS)
-    result = evaluate("dict", enc, EvalData(cisi=CISI))
+    result = evaluate("dict", enc, EvalData([CISI]))
     # q1: relevant at rank 1 -> 1.0; q2: d4 at rank 2 of two relevant -> (1/log2 3) / (1 + 1/log2 3)
     q2 = (1 / math.log2(3)) / (1 + 1 / math.log2(3))
     assert result.scores["cisi"] == pytest.approx((1.0 + q2) / 2)
+    m = result.metrics["cisi"]
+    assert m["ndcg@10"] == result.scores["cisi"]
+    assert m["mrr@10"] == pytest.approx((1.0 + 0.5) / 2)
+    assert m["recall@100"] == pytest.approx((1.0 + 0.5) / 2)  # doc 9 is never retrieved
+    assert m["map@100"] == pytest.approx((1.0 + (1 / 2) / 2) / 2)
     encoded = [t for call in enc.calls for t in call]
     assert encoded == ["d1", "d2", "d3", "d4", "q1", "q2"]  # unjudged queries are not encoded
 
 
-def test_cisi_ndcg_direct_with_ties_in_document_order() -> None:
+def test_retrieval_ties_are_broken_by_document_id_descending() -> None:
     docs = np.eye(4, dtype=np.float32)
-    # q1 -> d4 first, then d1 d2 d3 (ties keep document order): d1 at rank 2
-    # q2 -> d3 first, then d1 d2 d4: d4 at rank 4 of two relevant
+    # q1 -> d4 first, then the tied d3 d2 d1 (trec_eval: id descending): d1 at rank 4
+    # q2 -> d3 first, then d4 d2 d1: d4 at rank 2 of two relevant
     queries = np.array([[0, 0, 0, 1], [0, 0, 1, 0]], dtype=np.float32)
     ideal2 = 1 + 1 / math.log2(3)
-    expected = (1 / math.log2(3) + (1 / math.log2(5)) / ideal2) / 2
-    assert cisi_ndcg(CISI, docs, queries) == pytest.approx(expected)
+    expected = (1 / math.log2(5) + (1 / math.log2(3)) / ideal2) / 2
+    assert retrieval_scores(CISI, docs, queries)["ndcg@10"] == pytest.approx(expected)
     queries = np.array([[1, 0, 0, 0], [0, 0, 0, 1]], dtype=np.float32)
-    assert cisi_ndcg(CISI, docs, queries) == pytest.approx((1.0 + 1 / ideal2) / 2)
-    assert cisi_ndcg(CISI, docs, queries, k=1) == pytest.approx(1.0)  # ideal@1 is one hit
+    got = retrieval_scores(CISI, docs, queries)
+    assert got["ndcg@10"] == pytest.approx((1.0 + 1 / ideal2) / 2)
+    assert got["mrr@10"] == pytest.approx(1.0)
 
 
 def test_cisi_with_the_fake_engine_finds_word_overlap() -> None:
-    cisi = CisiData(
-        docs={
+    cisi = retrieval(
+        {
             "1": "cats purr softly at night",
             "2": "dogs bark loudly",
             "3": "fish swim in rivers",
         },
-        queries={"1": "why do cats purr", "2": "loud dogs bark"},
-        qrels={"1": {"1"}, "2": {"2"}},
+        {"1": "why do cats purr", "2": "loud dogs bark"},
+        {"1": {"1"}, "2": {"2"}},
     )
-    assert evaluate("fake", fake_encoder(), EvalData(cisi=cisi)).scores["cisi"] == pytest.approx(
-        1.0
-    )
+    assert evaluate("fake", fake_encoder(), EvalData([cisi])).scores["cisi"] == pytest.approx(1.0)
+    chunked = evaluate("fake", fake_encoder(), EvalData([cisi]), chunked=True)
+    assert chunked.metrics["cisi"]["ndcg@10"] == pytest.approx(1.0)
 
 
 def test_encode_unit_chunks_reports_progress_and_normalises() -> None:
@@ -146,7 +163,7 @@ def test_encode_unit_chunks_reports_progress_and_normalises() -> None:
 
 
 def test_compare_same_model_agrees_fully() -> None:
-    data = EvalData(stsb=STSB)
+    data = sts(STSB)
     a = evaluate("a", fake_encoder(), data)
     b = evaluate("b", fake_encoder(), data)
     c = compare(b, a)
@@ -156,9 +173,9 @@ def test_compare_same_model_agrees_fully() -> None:
 
 
 def test_compare_deltas_tolerance_and_cosine() -> None:
-    base = ModelQuality("exact", {"stsb": 0.8672, "cisi": 0.4193}, {"stsb": np.eye(2)})
+    base = ModelQuality("exact", {"stsb": 0.8672, "cisi": 0.4193}, vectors={"stsb": np.eye(2)})
     rot = np.array([[1.0, 0.0], [0.6, 0.8]])  # second row turned: cosine 0.8 with [0, 1]
-    q = ModelQuality("int8", {"stsb": 0.8672 - 0.002, "cisi": 0.4193 - 0.006}, {"stsb": rot})
+    q = ModelQuality("int8", {"stsb": 0.8672 - 0.002, "cisi": 0.4193 - 0.006}, vectors={"stsb": rot})
     c = compare(q, base)
     assert c.deltas["stsb"] == pytest.approx(-0.002)
     assert c.deltas["cisi"] == pytest.approx(-0.006)
@@ -168,8 +185,8 @@ def test_compare_deltas_tolerance_and_cosine() -> None:
 
 
 def test_compare_different_dimensions_has_no_cosine() -> None:
-    a = ModelQuality("a", {"stsb": 0.5}, {"stsb": np.ones((3, 4))})
-    b = ModelQuality("b", {"stsb": 0.4}, {"stsb": np.ones((3, 8))})
+    a = ModelQuality("a", {"stsb": 0.5}, vectors={"stsb": np.ones((3, 4))})
+    b = ModelQuality("b", {"stsb": 0.4}, vectors={"stsb": np.ones((3, 8))})
     c = compare(b, a)
     assert c.deltas["stsb"] == pytest.approx(-0.1)
     assert math.isnan(c.cosine_min)
@@ -190,11 +207,9 @@ def test_eval_data_load_from_a_folder(tmp_path: Path) -> None:
     (tmp_path / "cisi" / "CISI.QRY").write_text(".I 1\n.W\nquery one\n.I 2\n.W\nnot judged\n")
     (tmp_path / "cisi" / "CISI.REL").write_text("1 2 0 0.0\n")
     data = EvalData.load(["stsb", "cisi"], tmp_path)
-    assert data.tasks == ["stsb", "cisi"]
-    assert data.texts("stsb") == ["a b", "a, b", "c d"]
-    assert data.texts("cisi") == ["Title some text", "more", "query one"]
+    assert data.names == ["stsb", "cisi"]
+    stsb, cisi = data.tasks
+    assert data.texts(stsb) == ["a b", "a, b", "c d"]
+    assert data.texts(cisi) == ["Title some text", "more", "query one"]
     assert data.size() == 6
-    only = EvalData.load(["cisi"], tmp_path)
-    assert only.tasks == ["cisi"] and only.stsb is None
-    with pytest.raises(ValueError):
-        only.texts("stsb")
+    assert EvalData.load(["cisi"], tmp_path).names == ["cisi"]

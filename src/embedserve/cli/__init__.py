@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from embedserve.errors import EmbedServeError
 
-_MODULES = ("models", "embed", "serve", "index", "bench", "keys", "ps")
+_MODULES = ("models", "embed", "serve", "index", "bench", "keys", "ps", "evaluate")
 
 
 class _Parser(argparse.ArgumentParser):

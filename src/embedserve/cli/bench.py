@@ -1,4 +1,4 @@
-"""CLI verbs ``bench`` (speed, latency, load time, memory) and ``eval`` (STS-B, CISI quality).
+"""CLI verb ``bench`` (speed, latency, load time, memory), and the model openers ``eval`` shares.
 
 Both load models through :func:`open_model` / :func:`open_bench_model` and sentence-transformers
 through :func:`open_reference` / :func:`open_bench_reference`; tests replace those four to inject
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -116,127 +115,6 @@ def _progress(total: int, description: str) -> Iterator[Any]:
 
 def _models(args: argparse.Namespace) -> list[str]:
     return list(dict.fromkeys(args.model or [DEFAULT_MODEL]))
-
-
-# --------------------------------------------------------------------------- eval
-
-
-def eval_command(args: argparse.Namespace) -> int:
-    from embedserve.eval.quality import EvalData, compare, evaluate
-
-    settings = _settings(args)
-    models = _models(args)
-    tasks = ["stsb", "cisi"] if args.task == "all" else [args.task]
-    data = EvalData.load(tasks, args.data_dir)
-    if args.reference:
-        from embedserve.bench.engines import import_sentence_transformers
-
-        import_sentence_transformers()  # fail in one line before loading anything
-    encoders: list[tuple[str, Any]] = []
-    for name in models:
-        enc = open_model(name, settings)
-        encoders.append((enc.info.name, enc))
-    if args.reference:
-        encoders.append(("sentence-transformers", open_reference(models[0], settings)))
-    results = []
-    with _progress(data.size() * len(encoders), "eval") as bar:
-        for label, enc in encoders:
-            bar.describe(f"encoding with {label}")
-            results.append(evaluate(label, enc, data, progress=bar.advance))
-    comparisons = [compare(r, results[0]) for r in results[1:]]
-    published = _published(models[0], settings)
-    if args.json:
-        print(json.dumps(_eval_json(results, comparisons, published), indent=2))
-    else:
-        _print_eval(results, comparisons, published)
-    return 0
-
-
-def _published(name: str, settings: Settings) -> dict[str, float] | None:
-    from embedserve.errors import InvalidModelName
-    from embedserve.eval.quality import PUBLISHED
-    from embedserve.store.registry import DEFAULT_REGISTRY
-
-    try:
-        card = DEFAULT_REGISTRY.lookup(name)
-    except InvalidModelName:
-        return None
-    return PUBLISHED.get(card.repo) if card is not None else None
-
-
-def _nan_to_none(x: float) -> float | None:
-    return None if math.isnan(x) else x
-
-
-def _eval_json(
-    results: list[Any], comparisons: list[Any], published: dict[str, float] | None
-) -> dict[str, Any]:
-    from embedserve.eval.quality import TOLERANCE
-
-    return {
-        "tasks": list(results[0].scores),
-        "models": [
-            {
-                "name": r.name,
-                "scores": {k: _nan_to_none(v) for k, v in r.scores.items()},
-                "seconds": r.seconds,
-            }
-            for r in results
-        ],
-        "comparisons": [
-            {
-                "name": c.name,
-                "baseline": c.baseline,
-                "deltas": c.deltas,
-                "within_tolerance": c.within(),
-                "cosine_min": _nan_to_none(c.cosine_min),
-                "cosine_mean": _nan_to_none(c.cosine_mean),
-            }
-            for c in comparisons
-        ],
-        "tolerance": TOLERANCE,
-        "published_reference": published,
-    }
-
-
-def _print_eval(
-    results: list[Any], comparisons: list[Any], published: dict[str, float] | None
-) -> None:
-    from rich.table import Table
-
-    from embedserve.eval.quality import METRICS, TOLERANCE
-
-    metrics = list(results[0].scores)
-    table = Table(title="embedding quality", title_justify="left")
-    table.add_column("model")
-    for m in metrics:
-        table.add_column(METRICS[m], justify="right")
-    if comparisons:
-        for m in metrics:
-            table.add_column(f"Δ {METRICS[m].split()[0]} vs first", justify="right")
-        table.add_column("cosine vs first min / mean", justify="right")
-    table.add_column("seconds", justify="right")
-    by_name = {c.name: c for c in comparisons}
-    for i, r in enumerate(results):
-        row = [r.name] + [f"{r.scores[m]:.4f}" for m in metrics]
-        c = by_name.get(r.name) if i else None
-        if comparisons:
-            if c is None:
-                row += ["-"] * len(metrics) + ["-"]
-            else:
-                ok = c.within()
-                row += [f"{c.deltas[m]:+.4f} {'ok' if ok[m] else 'LOW'}" for m in metrics]
-                row.append(f"{c.cosine_min:.4f} / {c.cosine_mean:.4f}")
-        row.append(f"{r.seconds:.1f}")
-        table.add_row(*row)
-    console = _stdout_console()
-    console.print(table)
-    if comparisons:
-        tol = ", ".join(f"{METRICS[m]} -{TOLERANCE[m]}" for m in metrics)
-        console.print(f"ok: within the int8 tolerance of the first model ({tol})", highlight=False)
-    if published:
-        ref = ", ".join(f"{METRICS[m]} {published[m]:.4f}" for m in metrics if m in published)
-        console.print(f"sentence-transformers fp32 reference (data README): {ref}", highlight=False)
 
 
 # --------------------------------------------------------------------------- bench
@@ -385,23 +263,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     p.add_argument("--plot", metavar="OUT.png", help="write a bar chart (the `plot` extra)")
     p.add_argument("--json", action="store_true", help="print machine-readable results")
-    p.add_argument("--data-dir", type=Path, help="evaluation data folder (default ../shared/data)")
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        help="folder of the packaged data's layout (default: the STS-B dev and CISI shipped "
+        "with embedserve)",
+    )
     p.set_defaults(func=bench_command)
-
-    e = sub.add_parser(
-        "eval",
-        help="score models on STS-B (Spearman) and CISI (nDCG@10)",
-        description="STS-B dev Spearman (cosine vs gold) and CISI nDCG@10 (76 judged queries) per "
-        "model; with two or more models, deltas and vector cosine against the first.",
-    )
-    e.add_argument("-m", "--model", action="append", help=model_help)
-    e.add_argument("--task", choices=["stsb", "cisi", "all"], default="all")
-    e.add_argument(
-        "--reference",
-        action="store_true",
-        help="add sentence-transformers on the first model's folder (the `reference` extra)",
-    )
-    e.add_argument("--threads", type=int, help="inference threads (default: CPU quota)")
-    e.add_argument("--json", action="store_true", help="print machine-readable results")
-    e.add_argument("--data-dir", type=Path, help="evaluation data folder (default ../shared/data)")
-    e.set_defaults(func=eval_command)

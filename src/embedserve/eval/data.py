@@ -1,6 +1,8 @@
-"""Loaders for the evaluation data in ``../shared/data`` and the two metrics scored on it.
+"""Loaders for the default evaluation data (STS-B dev, CISI) and the two metrics scored on it.
 
-Dependency-free apart from numpy. The data folder's README fixes the conventions used here:
+The data ships inside the package (``eval/datasets/``, xz-compressed, licences in its README), so
+``embedserve eval`` works offline after ``pip install``; ``--data-dir`` points at a folder of the
+same layout, plain or ``.xz``. Dependency-free apart from numpy. The conventions:
 
 * STS-B: CSV without a header, ``sentence1,sentence2,score`` (score 0..5, quoted where needed).
 * CISI (SMART format): document text = title + " " + abstract with whitespace collapsed; query
@@ -12,6 +14,7 @@ Ids are strings (as in sentence-transformers' ``InformationRetrievalEvaluator``)
 from __future__ import annotations
 
 import csv
+import lzma
 import math
 import re
 from collections.abc import Iterable, Iterator, Sequence
@@ -35,28 +38,34 @@ _FIELD = re.compile(r"^\.([A-Z])(?:\s+(.*))?$")
 _WS = re.compile(r"\s+")
 
 
-def default_data_dir(override: Path | None = None) -> Path:
-    """The shared evaluation data folder: ``override`` when given, else ``<repo>/../shared/data``.
+PACKAGED_DATA = Path(__file__).resolve().parent / "datasets"
 
-    The repo root is the nearest ancestor of this file holding a ``pyproject.toml``.
-    """
-    if override is not None:
-        path = Path(override).expanduser()
-    else:
-        here = Path(__file__).resolve()
-        roots = [p for p in here.parents if (p / "pyproject.toml").is_file()]
-        root = roots[0] if roots else here.parents[3]
-        path = root.parent / "shared" / "data"
+
+def default_data_dir(override: Path | None = None) -> Path:
+    """The evaluation data folder: ``override`` when given, else the one shipped in the package
+    (``stsb/stsb-en-dev.csv.xz``, ``cisi/CISI.{ALL,QRY,REL}.xz``)."""
+    path = PACKAGED_DATA if override is None else Path(override).expanduser()
     if not path.is_dir():
         raise InputFileError(f"evaluation data folder not found: {path}")
     return path
 
 
 def _read_text(path: Path) -> str:
+    """``path``'s text, or its ``path.xz`` sibling's decompressed (the packaged layout)."""
+    packed = path.with_name(path.name + ".xz")
     try:
-        return path.read_text(encoding="utf-8")
+        if not path.exists() and packed.is_file():
+            raw = lzma.decompress(packed.read_bytes())
+            path = packed
+        else:
+            raw = path.read_bytes()
+        return raw.decode("utf-8")
     except FileNotFoundError:
         raise InputFileError(f"missing evaluation data file: {path}") from None
+    except IsADirectoryError:
+        raise InputFileError(f"{path} is a folder, expected a file") from None
+    except lzma.LZMAError as exc:
+        raise InputFileError(f"{path} is not valid xz data: {exc}") from None
     except UnicodeDecodeError as exc:
         raise InputFileError(f"{path} is not UTF-8: {exc.reason}") from None
 

@@ -1,12 +1,15 @@
-"""Embedding quality on the shared data: STS-B dev Spearman and CISI nDCG@10, for any encoder.
+"""Embedding quality of any encoder on a set of tasks (:mod:`embedserve.eval.tasks`).
 
 Pure logic over an :class:`~embedserve.engine.base.Encoder` (anything with
 ``encode(list[str]) -> ndarray``): the library's ``Embedder``, sentence-transformers behind an
 adapter, or a fake. Vectors are L2-normalised here, so cosine = dot whatever the encoder does.
 
-* STS-B: each unique sentence is encoded once; score = cosine(s1, s2); Spearman vs the gold scores.
-* CISI: every document (title + " " + abstract, collapsed) and every judged query (``.W``) is
-  encoded; all documents are ranked by cosine per query; mean nDCG@10 over the judged queries.
+* STS: each unique sentence is encoded once; score = cosine(s1, s2); Spearman vs the gold scores.
+* Retrieval: every document and every judged query is encoded; all documents are ranked by
+  cosine per query; nDCG@10, MAP@100, Recall@100, MRR@10 as trec_eval computes them
+  (:mod:`embedserve.eval.metrics`). ``chunked=True`` ranks through a temporary collection
+  instead (:mod:`embedserve.eval.chunked`): long documents are split into windows and score as
+  their best window, where plain encoding truncates them at the model's window.
 
 :func:`compare` puts a model beside a baseline (the first model): the metric deltas and the
 min / mean cosine between the two models' vectors of the same texts. :data:`TOLERANCE` is how much
@@ -15,82 +18,41 @@ an int8 variant may lose against its exact tag.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
 from embedserve.engine.base import Encoder
-from embedserve.eval.data import load_cisi, load_stsb, mean_ndcg_at_k, spearman
+from embedserve.eval.data import spearman
+from embedserve.eval.formats import RetrievalData
+from embedserve.eval.metrics import evaluate_run, top_k
+from embedserve.eval.tasks import EvalData, StsData, metrics_of, primary_metric
 from embedserve.vectors import l2_normalize
 
 __all__ = [
-    "METRICS",
     "PUBLISHED",
     "TOLERANCE",
-    "CisiData",
     "Comparison",
     "EvalData",
     "ModelQuality",
-    "cisi_ndcg",
     "compare",
     "encode_unit",
     "evaluate",
+    "retrieval_scores",
     "stsb_spearman",
     "vector_agreement",
 ]
 
-TASKS = ("stsb", "cisi")
-METRICS = {"stsb": "STS-B Spearman", "cisi": "CISI nDCG@10"}
-# how much a quantized variant may lose against its exact tag, per metric
+# how much a quantized variant may lose against its exact tag, per primary metric (others: 0.005)
 TOLERANCE = {"stsb": 0.003, "cisi": 0.005}
+DEFAULT_TOLERANCE = 0.005
 # sentence-transformers fp32 numbers from the data README, by upstream repository
 PUBLISHED = {"sentence-transformers/all-MiniLM-L6-v2": {"stsb": 0.8672, "cisi": 0.4193}}
 
 Progress = Callable[[int], None]  # called with the number of texts just encoded
 _CHUNK = 256  # texts per encode() call: progress granularity, and bounded memory
-
-
-@dataclass(frozen=True)
-class CisiData:
-    docs: dict[str, str]
-    queries: dict[str, str]
-    qrels: dict[str, set[str]]
-
-    @property
-    def judged_queries(self) -> list[str]:
-        return [q for q in self.qrels if q in self.queries]
-
-
-@dataclass(frozen=True)
-class EvalData:
-    """The texts of each task; ``None`` for a task not asked for."""
-
-    stsb: list[tuple[str, str, float]] | None = None
-    cisi: CisiData | None = None
-
-    @classmethod
-    def load(cls, tasks: Sequence[str], data_dir: Path | None = None) -> EvalData:
-        stsb = load_stsb("dev", data_dir) if "stsb" in tasks else None
-        cisi = CisiData(*load_cisi(data_dir)) if "cisi" in tasks else None
-        return cls(stsb=stsb, cisi=cisi)
-
-    @property
-    def tasks(self) -> list[str]:
-        return [t for t in TASKS if getattr(self, t) is not None]
-
-    def texts(self, task: str) -> list[str]:
-        """Every text the task encodes, in a fixed order (the rows of that task's vectors)."""
-        if task == "stsb" and self.stsb is not None:
-            return list(dict.fromkeys(s for a, b, _ in self.stsb for s in (a, b)))
-        if task == "cisi" and self.cisi is not None:
-            c = self.cisi
-            return list(c.docs.values()) + [c.queries[q] for q in c.judged_queries]
-        raise ValueError(f"no data for task {task!r}")
-
-    def size(self) -> int:
-        return sum(len(self.texts(t)) for t in self.tasks)
 
 
 def encode_unit(
@@ -115,48 +77,58 @@ def stsb_spearman(pairs: Sequence[tuple[str, str, float]], vectors: dict[str, np
     return spearman((a * b).sum(1), [gold for _, _, gold in pairs])
 
 
-def cisi_ndcg(
-    cisi: CisiData, doc_vectors: np.ndarray, query_vectors: np.ndarray, k: int = 10
-) -> float:
-    """Mean nDCG@k: rows of ``doc_vectors`` follow ``cisi.docs``, of ``query_vectors`` the judged
-    queries; every document is ranked by cosine (ties keep document order)."""
-    doc_ids = list(cisi.docs)
-    scores = query_vectors @ doc_vectors.T
-    rankings: dict[str, Sequence[str]] = {}
-    for row, qid in enumerate(cisi.judged_queries):
-        top = np.argsort(-scores[row], kind="stable")[:k]
-        rankings[qid] = [doc_ids[j] for j in top]
-    return mean_ndcg_at_k(rankings, cisi.qrels, k)
+def retrieval_scores(
+    task: RetrievalData, doc_vectors: np.ndarray, query_vectors: np.ndarray
+) -> dict[str, float]:
+    """The task's metrics: rows of ``doc_vectors`` follow ``task.corpus``, of ``query_vectors``
+    the judged queries; every document is scored by cosine."""
+    k = max(int(m.split("@")[1]) for m in metrics_of(task))
+    run = top_k(query_vectors @ doc_vectors.T, task.judged_queries, list(task.corpus), k)
+    return evaluate_run(run, task.qrels, metrics_of(task))
 
 
 @dataclass
 class ModelQuality:
-    """One encoder's scores, and the vectors they came from (rows follow ``EvalData.texts``)."""
+    """One encoder's results. ``scores``: task -> primary metric (Spearman, nDCG@10);
+    ``metrics``: task -> every metric; ``vectors``: rows follow ``EvalData.texts`` (unchunked)."""
 
     name: str
     scores: dict[str, float] = field(default_factory=dict)
+    metrics: dict[str, dict[str, float]] = field(default_factory=dict)
     vectors: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     seconds: float = 0.0
+    task_seconds: dict[str, float] = field(default_factory=dict)
 
 
 def evaluate(
-    name: str, encoder: Encoder, data: EvalData, progress: Progress | None = None
+    name: str,
+    encoder: Encoder,
+    data: EvalData,
+    progress: Progress | None = None,
+    *,
+    chunked: bool = False,
 ) -> ModelQuality:
     """Scores of ``encoder`` on every task ``data`` holds."""
-    import time
-
     t0 = time.perf_counter()
     out = ModelQuality(name)
-    if data.stsb is not None:
-        texts = data.texts("stsb")
-        vecs = encode_unit(encoder, texts, progress)
-        out.vectors["stsb"] = vecs
-        out.scores["stsb"] = stsb_spearman(data.stsb, dict(zip(texts, vecs)))
-    if data.cisi is not None:
-        vecs = encode_unit(encoder, data.texts("cisi"), progress)
-        out.vectors["cisi"] = vecs
-        n_docs = len(data.cisi.docs)
-        out.scores["cisi"] = cisi_ndcg(data.cisi, vecs[:n_docs], vecs[n_docs:])
+    for task in data.tasks:
+        t_task = time.perf_counter()
+        if isinstance(task, StsData):
+            texts = data.texts(task)
+            vecs = encode_unit(encoder, texts, progress)
+            out.vectors[task.name] = vecs
+            out.metrics[task.name] = {"spearman": stsb_spearman(task.pairs, dict(zip(texts, vecs)))}
+        elif chunked:
+            from embedserve.eval.chunked import collection_scores
+
+            out.metrics[task.name] = collection_scores(task, encoder, progress)
+        else:
+            vecs = encode_unit(encoder, data.texts(task), progress)
+            out.vectors[task.name] = vecs
+            n_docs = len(task.corpus)
+            out.metrics[task.name] = retrieval_scores(task, vecs[:n_docs], vecs[n_docs:])
+        out.scores[task.name] = out.metrics[task.name][primary_metric(task)]
+        out.task_seconds[task.name] = time.perf_counter() - t_task
     out.seconds = time.perf_counter() - t0
     return out
 
@@ -175,22 +147,30 @@ def vector_agreement(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
 class Comparison:
     name: str
     baseline: str
-    deltas: dict[str, float]  # metric -> this - baseline
+    deltas: dict[str, float]  # task -> primary metric, this - baseline
     cosine_min: float  # over every text both models encoded
     cosine_mean: float
+    metric_deltas: dict[str, dict[str, float]] = field(default_factory=dict)
+    speed: float | None = None  # baseline seconds / this model's seconds (> 1: faster)
 
     def within(self, tolerance: dict[str, float] = TOLERANCE) -> dict[str, bool]:
-        """Per metric: did this model lose no more than ``tolerance`` against the baseline?"""
-        return {m: d >= -tolerance.get(m, 0.0) for m, d in self.deltas.items()}
+        """Per task: did this model lose no more than ``tolerance`` against the baseline?"""
+        return {t: d >= -tolerance.get(t, DEFAULT_TOLERANCE) for t, d in self.deltas.items()}
 
 
 def compare(model: ModelQuality, baseline: ModelQuality) -> Comparison:
     """Deltas of ``model`` vs ``baseline`` and the agreement of their vectors (same dimensions)."""
-    deltas = {m: model.scores[m] - baseline.scores[m] for m in model.scores if m in baseline.scores}
+    deltas = {t: model.scores[t] - baseline.scores[t] for t in model.scores if t in baseline.scores}
+    metric_deltas = {
+        t: {m: v - baseline.metrics[t][m] for m, v in ms.items() if m in baseline.metrics[t]}
+        for t, ms in model.metrics.items()
+        if t in baseline.metrics
+    }
     common = [t for t in model.vectors if t in baseline.vectors]
     lo, mean = float("nan"), float("nan")
     if common and all(model.vectors[t].shape == baseline.vectors[t].shape for t in common):
         a = np.concatenate([model.vectors[t] for t in common])
         b = np.concatenate([baseline.vectors[t] for t in common])
         lo, mean = vector_agreement(a, b)
-    return Comparison(model.name, baseline.name, deltas, lo, mean)
+    speed = baseline.seconds / model.seconds if model.seconds > 0 else None
+    return Comparison(model.name, baseline.name, deltas, lo, mean, metric_deltas, speed)
