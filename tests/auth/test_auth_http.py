@@ -238,3 +238,34 @@ def test_no_key_or_hash_in_logs_or_responses(
         seen.append(r.text + str(r.headers))
         text = "\n".join(seen) + caplog.text
         assert key not in text and key[12:] not in text and digest not in text
+
+
+@pytest.mark.slow
+def test_real_model_under_auth_meters_engine_time(real_home: Path, tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from serverkit import serve
+
+    from embedserve.auth import create_key
+    from embedserve.auth.plans import load_plans
+    from embedserve.auth.service import AuthService
+    from embedserve.auth.sqlite_store import SQLiteKeyStore
+    from embedserve.config import Settings
+    from embedserve.server.app import create_app
+
+    store = SQLiteKeyStore(tmp_path)
+    plans = load_plans()
+    key = create_key(store, plans, "free", models=("all-minilm:latest",))[0]
+    cfg = replace(Settings(), home=real_home, offline=True, auth=True)
+    with serve(create_app(cfg, auth=AuthService(store, plans))) as url:
+        client = _client(url, key)
+        texts = ["why is the sky blue?", "why is the grass green?"] * 8
+        out = client.embed(model="all-minilm", input=texts)
+        assert len(out.embeddings) == 16 and len(out.embeddings[0]) == 384
+        usage = httpx.get(url + "/api/usage", headers={"Authorization": f"Bearer {key}"}).json()
+        session = usage["windows"]["session"]
+        assert session["inputs"] == 16 and session["tokens"] == out.prompt_eval_count
+        assert 0 < session["compute_seconds"] < out.total_duration / 1e9
+        with pytest.raises(ollama.ResponseError) as info:
+            client.embed(model="all-minilm:int8", input="x")
+        assert info.value.status_code == 403  # another tag of the same weights: not this key's
