@@ -269,3 +269,35 @@ def test_real_model_under_auth_meters_engine_time(real_home: Path, tmp_path: Pat
         with pytest.raises(ollama.ResponseError) as info:
             client.embed(model="all-minilm:int8", input="x")
         assert info.value.status_code == 403  # another tag of the same weights: not this key's
+
+
+def test_a_new_key_on_many_connections_is_hashed_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+
+    import embedserve.auth.service as service_module
+
+    calls = []
+    real = service_module.verify_key
+
+    def counting(key: str, stored: str) -> bool:
+        calls.append(1)
+        return real(key, stored)
+
+    monkeypatch.setattr(service_module, "verify_key", counting)
+    with auth_server(tmp_path) as srv:
+        key = srv.key("max")
+
+        async def burst() -> list[int]:
+            async with httpx.AsyncClient(headers={"Authorization": f"Bearer {key}"}) as c:
+                rs = await asyncio.gather(
+                    *(
+                        c.post(srv.url + "/api/embed", json={"model": "fake", "input": "x"})
+                        for _ in range(24)
+                    )
+                )
+            return [r.status_code for r in rs]
+
+        assert asyncio.run(burst()) == [200] * 24
+        assert len(calls) == 1

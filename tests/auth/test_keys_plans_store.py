@@ -162,3 +162,35 @@ def test_rate_window_slides() -> None:
         rate.hit("k", 3, 110.0)
     assert info.value.retry_after == pytest.approx(50.0)
     rate.hit("k", 3, 160.5)  # the first one left the window
+
+
+def test_compute_past_the_budget_is_overage_not_a_negative_remainder(tmp_path: Path) -> None:
+    store = SQLiteKeyStore(tmp_path)
+    _, rec = create_key(store, DEFAULT_PLANS, "free")
+    plan = DEFAULT_PLANS["free"]
+    meter = UsageMeter(store)
+    now = 3_000_000.0
+    meter.record(rec.id, now, inputs=4, seconds=plan.session_compute_seconds + 2.5)
+    view = meter.view(rec.id, plan, now)["session"]
+    assert view.compute_seconds == pytest.approx(plan.session_compute_seconds + 2.5)
+    assert view.remaining == 0 and view.overage == pytest.approx(2.5)
+    with pytest.raises(LimitExceeded):
+        meter.check(rec.id, plan, now, 1)
+
+
+def test_reservations_keep_concurrent_requests_inside_the_budget(tmp_path: Path) -> None:
+    store = SQLiteKeyStore(tmp_path)
+    _, rec = create_key(store, DEFAULT_PLANS, "free")
+    plan = DEFAULT_PLANS["free"]
+    meter = UsageMeter(store)
+    now = 4_000_000.0
+    for _ in range(20):  # what inputs of model m cost: ~10 ms each
+        meter.record("someone-else", now, inputs=8, seconds=0.08, model="m")
+    meter.record(rec.id, now, inputs=1, seconds=plan.session_compute_seconds - 1.0, model="n")
+    assert meter.estimate(8, "m") == pytest.approx(0.16)  # 2x the mean: cautious
+    admitted = 0
+    with pytest.raises(LimitExceeded):
+        for _ in range(10_000):  # requests in flight together, none finished yet
+            meter.reserve(rec.id, meter.check(rec.id, plan, now, 8, "m"))
+            admitted += 1
+    assert admitted == 6  # 6 x 0.16 s fit in the 1 s left; a 7th would not

@@ -95,16 +95,16 @@ class VerifiedCache:
         self._ids: dict[bytes, str] = {}
         self._limit = limit
 
-    def _tag(self, key: str) -> bytes:
+    def tag(self, key: str) -> bytes:
         return hmac.new(self._secret, key.encode("utf-8"), hashlib.sha256).digest()
 
     def get(self, key: str) -> str | None:
-        return self._ids.get(self._tag(key))
+        return self._ids.get(self.tag(key))
 
     def put(self, key: str, key_id: str) -> None:
         if len(self._ids) >= self._limit:
             self._ids.pop(next(iter(self._ids)))
-        self._ids[self._tag(key)] = key_id
+        self._ids[self.tag(key)] = key_id
 
     def forget(self, key_id: str) -> None:
         for tag in [t for t, i in self._ids.items() if i == key_id]:

@@ -6,6 +6,11 @@ include what other processes metered for the same key. A key's current use in a 
 stored window (unless it has expired) plus what is pending or being flushed plus the estimates
 reserved by its requests in flight; admission compares that with the plan.
 
+Admission reserves a cautious estimate per request in flight, so concurrent requests cannot all
+squeeze into the last bit of a budget. A request admitted while the budget had room always
+finishes; what it spends past the budget is metered (``overage``) but not charged, so a window's
+remaining budget never goes below zero.
+
 Windows start at a key's first request after the previous window ended (a *session* lasts 5 hours
 from its first request, a week 7 days), so ``resets_at = started_at + length``.
 """
@@ -44,8 +49,19 @@ class WindowView:
     limit: float
 
     @property
+    def charged(self) -> float:
+        """What counts against the budget: never more than the budget itself."""
+        return min(self.compute_seconds, self.limit)
+
+    @property
+    def overage(self) -> float:
+        """Compute past the budget, spent by requests admitted while it had room (metered, not
+        charged: a request that was let in always finishes)."""
+        return max(0.0, self.compute_seconds - self.limit)
+
+    @property
     def remaining(self) -> float:
-        return self.limit - self.compute_seconds
+        return self.limit - self.charged
 
 
 class UsageMeter:
@@ -57,7 +73,8 @@ class UsageMeter:
         self._pending: dict[str, UsageDelta] = {}
         self._flushing: dict[str, UsageDelta] = {}
         self._reserved: dict[str, float] = {}  # key id -> estimated seconds of requests in flight
-        self.seconds_per_input = 0.005  # running estimate, for reservations
+        # per model: running mean and slowly decaying peak of one input's cost, for reservations
+        self._costs: dict[str, list[float]] = {}
 
     # -- recording ------------------------------------------------------------------------------
 
@@ -70,6 +87,7 @@ class UsageMeter:
         inputs: int = 0,
         tokens: int = 0,
         seconds: float = 0.0,
+        model: str = "",
     ) -> None:
         delta = UsageDelta(now, now, requests, inputs, tokens, seconds)
         with self._lock:
@@ -79,10 +97,21 @@ class UsageMeter:
             else:
                 pending.add(delta)
         if inputs and seconds > 0:
-            self.seconds_per_input += 0.1 * (seconds / inputs - self.seconds_per_input)
+            cost = seconds / inputs
+            stats = self._costs.get(model)
+            if stats is None:
+                self._costs[model] = [cost, cost]
+            else:
+                stats[0] += 0.1 * (cost - stats[0])
+                stats[1] = max(cost, 0.99 * stats[1])
 
-    def estimate(self, inputs: int) -> float:
-        return 2.0 * self.seconds_per_input * max(1, inputs)
+    def estimate(self, inputs: int, model: str = "") -> float:
+        """What to reserve for a request of ``inputs`` texts of ``model``: cautious (the recent
+        peak cost per input, between 2x and 4x the mean), so a budget's last requests rarely
+        run past it."""
+        mean, peak = self._costs.get(model) or self._costs.get("") or (0.005, 0.005)
+        per_input = min(max(peak, 2.0 * mean), 4.0 * mean)
+        return per_input * max(1, inputs)
 
     def reserve(self, key_id: str, seconds: float) -> None:
         self._reserved[key_id] = self._reserved.get(key_id, 0.0) + seconds
@@ -135,10 +164,10 @@ class UsageMeter:
             )
         return out
 
-    def check(self, key_id: str, plan: Plan, now: float, inputs: int) -> float:
+    def check(self, key_id: str, plan: Plan, now: float, inputs: int, model: str = "") -> float:
         """Raise ``LimitExceeded`` if this request's estimate does not fit a window; returns the
         estimate (reserve it while the request runs)."""
-        estimate = self.estimate(inputs)
+        estimate = self.estimate(inputs, model)
         reserved = self._reserved.get(key_id, 0.0)
         for window, view in self.view(key_id, plan, now).items():
             if math.isinf(view.limit):

@@ -123,13 +123,17 @@ async def _refuse(scope: Scope, send: Send, exc: AuthError | TooManyInputs) -> N
         body = _openai_error(status, exc)
     else:
         body = {"error": "unauthorized" if status == 401 else str(exc)}
-    headers = [(b"content-type", b"application/json")]
+    payload = orjson.dumps(body)
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(payload)).encode()),
+    ]
     if status == 401:
         headers.append((b"www-authenticate", b"Bearer"))
     if isinstance(exc, LimitExceeded):
         headers.append((b"retry-after", str(max(1, math.ceil(exc.retry_after))).encode()))
     await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": orjson.dumps(body)})
+    await send({"type": "http.response.body", "body": payload})
 
 
 class AuthMiddleware:

@@ -72,6 +72,7 @@ class Ticket:
             inputs=inputs,
             tokens=tokens,
             seconds=seconds,
+            model=self.model,
         )
 
     def release(self) -> None:
@@ -102,6 +103,7 @@ class AuthService:
         self.rate = RateWindow()
         self._verified = VerifiedCache()
         self._records: dict[str, KeyRecord] = {}
+        self._verifying: dict[bytes, asyncio.Future[str | None]] = {}
         self._task: asyncio.Task[None] | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -144,10 +146,9 @@ class AuthService:
             raise Unauthorized("unauthorized")
         key_id = self._verified.get(key)
         if key_id is None:
-            key_id = await asyncio.to_thread(self._verify, key)
+            key_id = await self._verify_once(key)
             if key_id is None:
                 raise Unauthorized("unauthorized")
-            self._verified.put(key, key_id)
         record = self._records.get(key_id)
         if record is None or record.revoked:
             raise Unauthorized("unauthorized")
@@ -155,6 +156,23 @@ class AuthService:
         if plan is None:
             raise Forbidden(f"this key's plan {record.plan!r} is not offered by this server")
         return Principal(record, plan)
+
+    async def _verify_once(self, key: str) -> str | None:
+        """One slow hash per key however many connections present it at once (single flight):
+        a client opening 100 connections with a new key must not run 100 scrypts (16 MiB each)."""
+        tag = self._verified.tag(key)
+        pending = self._verifying.get(tag)
+        if pending is None:
+            pending = asyncio.ensure_future(asyncio.to_thread(self._verify, key))
+            self._verifying[tag] = pending
+
+            def done(fut: asyncio.Future[str | None]) -> None:
+                self._verifying.pop(tag, None)
+                if not fut.cancelled() and fut.exception() is None and fut.result() is not None:
+                    self._verified.put(key, fut.result())  # type: ignore[arg-type]
+
+            pending.add_done_callback(done)
+        return await asyncio.shield(pending)
 
     def _verify(self, key: str) -> str | None:
         """Blocking: find the record by prefix (the store, if a key is new) and check the hash."""
@@ -184,7 +202,7 @@ class AuthService:
         if inputs > plan.max_inputs:
             raise TooManyInputs(inputs, int(plan.max_inputs))
         now = self.clock()
-        estimate = self.meter.check(principal.key_id, plan, now, inputs)
+        estimate = self.meter.check(principal.key_id, plan, now, inputs, model)
         self.in_flight.enter(principal.key_id, model, plan.concurrent_models)
         self.meter.reserve(principal.key_id, estimate)
         return Ticket(self, principal, model, estimate)
@@ -204,6 +222,7 @@ class AuthService:
                 "inputs": view.inputs,
                 "tokens": view.tokens,
                 "compute_seconds": round(view.compute_seconds, 6),
+                "overage_compute_seconds": round(view.overage, 6),
                 "limit_compute_seconds": None if math.isinf(view.limit) else view.limit,
                 "remaining_compute_seconds": (
                     None if math.isinf(view.limit) else round(view.remaining, 6)

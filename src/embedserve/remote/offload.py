@@ -71,14 +71,13 @@ class OffloadMiddleware:
             }
         else:
             body = {"error": message}
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [(b"content-type", b"application/json")],
-            }
-        )
-        await send({"type": "http.response.body", "body": orjson.dumps(body)})
+        payload = orjson.dumps(body)
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", b"%d" % len(payload)),
+        ]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": payload})
 
     async def _forward(self, scope: Scope, send: Send, path: str, body: dict[str, Any]) -> None:
         request = self.client.build_request(
