@@ -107,3 +107,104 @@ def test_usage_survives_sigterm_and_restart_and_flushes_periodically(tmp_path: P
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_cli_serve_auth_over_tls(tmp_path: Path) -> None:
+    import os
+    import shutil
+
+    import servicekit
+
+    servicekit.require(shutil.which("openssl") is not None, "openssl (Debian package openssl)")
+    cert, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-keyout",
+            str(key_file),
+            "-out",
+            str(cert),
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    env = dict(os.environ, EMBEDSERVE_HOME=str(tmp_path / "home"), EMBEDSERVE_OFFLINE="1")
+    for name in ("EMBEDSERVE_HOST", "OLLAMA_HOST", "EMBEDSERVE_AUTH", "EMBEDSERVE_API_KEY"):
+        env.pop(name, None)
+    created = subprocess.run(
+        [sys.executable, "-m", "embedserve", "keys", "create", "--plan", "free"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    api_key = created.stdout.strip().splitlines()[-1]
+    sock = free_socket()
+    port = sock.getsockname()[1]
+    sock.close()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "embedserve",
+            "serve",
+            "--no-pull",
+            "--auth",
+            "--port",
+            str(port),
+            "--tls-cert",
+            str(cert),
+            "--tls-key",
+            str(key_file),
+        ],
+        env=env,
+        stderr=subprocess.PIPE,
+    )
+    url = f"https://127.0.0.1:{port}"
+    import ssl
+
+    tls = ssl.create_default_context(cafile=str(cert))
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            assert proc.poll() is None, proc.communicate()
+            try:
+                httpx.get(url + "/", verify=tls, timeout=0.5)
+                break
+            except httpx.HTTPError:
+                assert time.monotonic() < deadline, "server did not come up"
+                time.sleep(0.1)
+        assert httpx.get(url + "/api/tags", verify=tls).status_code == 401
+        r = httpx.get(url + "/api/tags", verify=tls, headers={"Authorization": f"Bearer {api_key}"})
+        assert r.status_code == 200 and r.json() == {"models": []}
+        err = _stop(proc)
+        assert f"listening on https://127.0.0.1:{port} (auth on)" in err and api_key not in err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_binding_beyond_loopback_without_auth_warns(capsys: pytest.CaptureFixture[str]) -> None:
+    import argparse
+
+    from embedserve.cli.serve import _cloud
+    from embedserve.config import Settings
+
+    flags = dict(auth=False, plans=None, remote=None, tls_cert=None, tls_key=None, insecure=False)
+    _cloud(argparse.Namespace(**flags), Settings(host="0.0.0.0"))
+    assert "warning: listening on 0.0.0.0 without --auth" in capsys.readouterr().err
+    _cloud(argparse.Namespace(**flags), Settings(host="127.0.0.1"))
+    assert capsys.readouterr().err == ""
+    flags.update(auth=True, insecure=True)
+    assert _cloud(argparse.Namespace(**flags), Settings(host="0.0.0.0")).auth

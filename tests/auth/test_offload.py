@@ -57,7 +57,7 @@ def test_cloud_models_are_forwarded_with_the_key(tmp_path: Path) -> None:
             names = {m.model: m for m in tags}
             assert "local-only:latest" in names and "fake:cloud" in names
             raw = httpx.get(local + "/api/tags").json()["models"]
-            cloud = [m for m in raw if m["name"] == "fake:cloud"][0]
+            cloud = next(m for m in raw if m["name"] == "fake:cloud")
             assert cloud["remote_host"] == remote.url and cloud["remote_model"] == "fake:latest"
 
         with serve(_local(remote.url, remote.key("admin"))) as local:
