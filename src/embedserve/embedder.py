@@ -11,9 +11,10 @@ from typing import Any, overload
 
 import numpy as np
 
+from embedserve.cache import EmbeddingCache, shared_cache
 from embedserve.config import Settings, load
 from embedserve.engine.base import Engine, EngineInfo
-from embedserve.errors import InvalidInput
+from embedserve.errors import InputTooLong, InvalidInput
 from embedserve.vectors import l2_normalize, truncate_dimensions
 
 # Small batches win on CPU: measured on 2 cores, 1024 padded tokens x at most 64 texts ran short
@@ -45,6 +46,8 @@ def plan_batches(lengths: Sequence[int], budget: int, max_count: int) -> list[li
 class Embedder:
     """Sentence embeddings from an installed model (pulled visibly on first use unless offline)."""
 
+    _cache: EmbeddingCache | None = None
+
     def __init__(
         self,
         model: str = "all-minilm",
@@ -52,10 +55,14 @@ class Embedder:
         settings: Settings | None = None,
         threads: int | None = None,
         pull_progress: Callable[[Any], None] | None = None,
+        cache: EmbeddingCache | None | bool = True,
     ) -> None:
+        """``cache``: True (default) shares the process's embedding cache (``EMBEDSERVE_CACHE_MB``,
+        ``EMBEDSERVE_REDIS_URL``); False or None computes every vector; or pass your own."""
         from embedserve.service.loader import load_engine
 
         settings = settings or load()
+        self._cache = shared_cache(settings) if cache is True else (cache or None)
         if pull_progress is not None:
             self._engine: Engine = load_engine(
                 model, settings, threads=threads, pull_progress=pull_progress
@@ -69,10 +76,16 @@ class Embedder:
             self._engine = load_engine(model, settings, threads=threads, pull_progress=progress)
 
     @classmethod
-    def from_engine(cls, engine: Engine) -> Embedder:
+    def from_engine(cls, engine: Engine, *, cache: EmbeddingCache | None = None) -> Embedder:
+        """An Embedder over ``engine``; uncached unless a ``cache`` is given."""
         self = cls.__new__(cls)
         self._engine = engine
+        self._cache = cache
         return self
+
+    @property
+    def cache(self) -> EmbeddingCache | None:
+        return self._cache
 
     @property
     def engine(self) -> Engine:
@@ -85,6 +98,39 @@ class Embedder:
     @property
     def dim(self) -> int:
         return self._engine.info.dim
+
+    def _compute(
+        self,
+        items: list[str],
+        truncate: bool,
+        budget: int,
+        max_count: int,
+        progress: Callable[[int], None] | None,
+    ) -> tuple[np.ndarray, list[int]]:
+        """Raw vectors for ``items`` straight from the engine, and each one's token count."""
+        engine = self._engine
+        out = np.empty((len(items), engine.info.dim), dtype=np.float32)
+        counts: list[int] = []
+        for start in range(0, len(items), _CHUNK):
+            chunk = items[start : start + _CHUNK]
+            try:
+                ids = engine.tokenize(chunk, truncate=truncate)
+            except InputTooLong as err:
+                if start:  # report the index in the caller's list
+                    raise InputTooLong(start + err.index, err.tokens, err.limit) from None
+                raise
+            counts.extend(len(x) for x in ids)
+            if len(ids) == 1:
+                out[start] = engine.embed_ids(ids)[0]
+                if progress is not None:
+                    progress(1)
+                continue
+            for batch in plan_batches([len(x) for x in ids], budget, max_count):
+                vecs = engine.embed_ids([ids[i] for i in batch])
+                out[[start + i for i in batch]] = vecs
+                if progress is not None:
+                    progress(len(batch))
+        return out, counts
 
     def count_tokens(self, texts: Sequence[str], *, truncate: bool = True) -> list[int]:
         return [len(ids) for ids in self._engine.tokenize(list(texts), truncate=truncate)]
@@ -116,37 +162,28 @@ class Embedder:
         ``batch_size`` caps texts per batch; batches are also cut at ``batch_tokens`` padded tokens.
         """
         single = isinstance(texts, str)
-        items = [texts] if single else list(texts)
+        items: list[str] = [texts] if isinstance(texts, str) else [str(t) for t in texts]
         if batch_size is not None and batch_size < 1:
             raise InvalidInput(f"batch_size must be at least 1, got {batch_size}")
         if dimensions is not None and dimensions < 1:
             raise InvalidInput(f"dimensions must be at least 1, got {dimensions}")
-        engine = self._engine
-        out = np.empty((len(items), engine.info.dim), dtype=np.float32)
         budget = batch_tokens or DEFAULT_BATCH_TOKENS
         max_count = batch_size or DEFAULT_MAX_BATCH
-        for start in range(0, len(items), _CHUNK):
-            chunk = items[start : start + _CHUNK]
+        lookup = None
+        if self._cache is not None and items:
+            lookup = self._cache.lookup(self._engine.info, items, truncate=truncate)
+        if lookup is None:
+            out, _ = self._compute(items, truncate, budget, max_count, progress)
+        else:
+            lookup.fetch_remote()
+            todo = [] if lookup.hit_all else lookup.miss_texts()
+            if progress is not None and len(todo) < len(items):
+                progress(len(items) - len(todo))
             try:
-                ids = engine.tokenize(chunk, truncate=truncate)
-            except InvalidInput as err:
-                index = getattr(err, "index", None)
-                if index is not None and start:  # report the index in the caller's list
-                    from embedserve.errors import InputTooLong
-
-                    raise InputTooLong(start + index, err.tokens, err.limit) from None  # type: ignore[attr-defined]
-                raise
-            if len(ids) == 1:
-                out[start] = engine.embed_ids(ids)[0]
-            else:
-                for batch in plan_batches([len(x) for x in ids], budget, max_count):
-                    vecs = engine.embed_ids([ids[i] for i in batch])
-                    out[[start + i for i in batch]] = vecs
-                    if progress is not None:
-                        progress(len(batch))
-                continue
-            if progress is not None:
-                progress(1)
+                raw, counts = self._compute(todo, truncate, budget, max_count, progress)
+            except InputTooLong as err:  # the index in the caller's list, not in the misses
+                raise InputTooLong(lookup.miss_index(err.index), err.tokens, err.limit) from None
+            out, _ = lookup.complete(raw, counts)
         if normalize or dimensions is not None:
             out = l2_normalize(out)
         if dimensions is not None:

@@ -22,7 +22,9 @@ The tree::
     │   └── PullError                every source of a pull failed (message names each one)
     ├── EngineError                  inference failed (ONNX Runtime error, NaN output)
     ├── Overloaded                   queue full                                   (HTTP 503)
-    └── UpstreamError                an LLM upstream (``ask``) is unreachable or failed (HTTP 502)
+    ├── UpstreamError                an LLM upstream (``ask``) is unreachable or failed (HTTP 502)
+    └── CacheError                   the embedding cache is misconfigured (bad EMBEDSERVE_REDIS_URL,
+                                     no redis client); raised at start-up, never during a request
 
 Fronts map this tree in exactly one place each: the server in ``server/errors.py``, the CLI in
 ``cli/__init__.py``.
@@ -138,7 +140,12 @@ class UpstreamError(EmbedServeError):
     pass
 
 
+class CacheError(EmbedServeError):
+    pass
+
+
 __all__ = [
+    "CacheError",
     "AuthError",
     "CollectionError",
     "CollectionNotFound",

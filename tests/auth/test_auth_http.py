@@ -186,7 +186,8 @@ def test_plan_max_inputs_is_a_400(tmp_path: Path) -> None:
 
 
 def test_usage_reports_what_the_engine_spent(tmp_path: Path) -> None:
-    with auth_server(tmp_path, delay=0.05) as srv:
+    # cache off: the same inputs are sent three times on purpose, and each must reach the engine
+    with auth_server(tmp_path, delay=0.05, cache_mb=0) as srv:
         key = srv.key("pro", name="metered")
         client = _client(srv.url, key)
         for _ in range(3):

@@ -30,7 +30,7 @@ from embedserve.cli.serve import run
 from embedserve.config import Settings
 from embedserve.server.app import create_app
 store = FakeStore()
-settings = Settings(home=Path(sys.argv[2]), auth=True)
+settings = Settings(home=Path(sys.argv[2]), auth=True, cache_mb=0)  # every request computes
 app = create_app(settings, loader=FakeLoader(store, delay_per_batch=0.05), store=store)
 sys.exit(0 if run(app, "127.0.0.1", int(sys.argv[1]), grace=5) else 3)
 """

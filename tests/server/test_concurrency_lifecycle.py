@@ -25,7 +25,8 @@ async def _many(url: str, bodies: list[dict], path: str = "/api/embed") -> list[
 def test_concurrent_clients_get_their_own_vectors_and_batches_merge() -> None:
     store = FakeStore()
     loader = FakeLoader(store, delay_per_batch=0.02)
-    with serve(create_app(settings(), loader=loader, store=store)) as url:
+    # cache off: the same texts come back on purpose, to watch the batcher merge them
+    with serve(create_app(settings(cache_mb=0), loader=loader, store=store)) as url:
         texts = [f"text number {i} " + "pad " * (i % 7) for i in range(48)]
         singles = []
         with httpx.Client(base_url=url) as c:

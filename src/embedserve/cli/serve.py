@@ -88,6 +88,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from embedserve.store.local import ModelStore
 
     settings = _cloud(args, _address(args, load()))
+    from embedserve.cache import open_cache
+
+    cache = open_cache(settings)  # a bad EMBEDSERVE_REDIS_URL: one line and exit 1, before pulling
+    if cache is not None:
+        cache.close()
     store = ModelStore.from_settings(settings)
     if not args.no_pull:
         ensure_default_model(settings, store)

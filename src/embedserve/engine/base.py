@@ -21,6 +21,7 @@ class EngineInfo:
     pooling: str  # "mean" | "cls" | "max" | "mean_sqrt_len"
     normalize: bool  # the model's own pipeline ends in Normalize
     digest: str = ""  # sha256 of the weights
+    variant: str = ""  # what else decides the vectors: quantization and graph format ("int8-g5")
 
 
 @runtime_checkable

@@ -20,6 +20,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from embedserve.cache import open_cache
+from embedserve.cache.metrics import cache_series
 from embedserve.config import Settings, cpu_quota
 from embedserve.engine.base import Engine
 from embedserve.server import routes_collections, routes_ollama, routes_openai
@@ -91,7 +93,12 @@ def create_app(
         executor = ThreadPoolExecutor(max(2, threads), thread_name_prefix="embedserve-model")
         io_executor = ThreadPoolExecutor(4, thread_name_prefix="embedserve-store")
         manager = ModelManager(cfg, engine_loader, executor, metrics=metrics_)
-        app.state.embedserve = ServerState(cfg, manager, store, metrics_, executor, io_executor)
+        cache = open_cache(cfg)  # a bad EMBEDSERVE_REDIS_URL stops the start, with its message
+        if cache is not None:
+            metrics_.add(*cache_series(cache))
+        app.state.embedserve = ServerState(
+            cfg, manager, store, metrics_, executor, io_executor, cache
+        )
         if auth is not None:
             await auth.start()
         try:
@@ -100,6 +107,8 @@ def create_app(
             await manager.close()
             if auth is not None:
                 await auth.close()  # after the last request: its usage is written too
+            if cache is not None:
+                cache.close()
             executor.shutdown(wait=False, cancel_futures=True)
             io_executor.shutdown(wait=False, cancel_futures=True)
 

@@ -21,6 +21,8 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
+from embedserve.cache import EmbeddingCache
+from embedserve.cache.serve import embed_cached
 from embedserve.config import DEFAULT_MODEL, Settings
 from embedserve.errors import CollectionError, CollectionNotFound, InvalidInput, TooManyInputs, UpstreamError
 from embedserve.index.collection import Collection, check_name, model_key
@@ -37,14 +39,17 @@ class ManagedEncoder:
     """The index's encoder protocol over a resident model: called from a worker thread, it hands
     texts to the model's batcher on the event loop and waits for the vectors."""
 
-    def __init__(self, resident: Any, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self, resident: Any, loop: asyncio.AbstractEventLoop, cache: EmbeddingCache | None = None
+    ) -> None:
         self._engine = resident.engine
         self._batcher = resident.batcher
         self._loop = loop
+        self._cache = cache
         self.info = resident.engine.info
 
     async def _submit(self, texts: list[str]) -> Any:
-        return await self._batcher.submit(texts, True)
+        return await embed_cached(self._cache, self._batcher, self.info, texts)
 
     def encode(self, texts: list[str], **_: Any) -> Any:
         import numpy as np
@@ -154,7 +159,7 @@ async def _body(request: Request) -> dict[str, Any]:
 async def _with_encoder(request: Request, model: str, fn: Any, *args: Any) -> Any:
     state = _state(request)
     async with state.manager.use(model) as resident:
-        enc = ManagedEncoder(resident, asyncio.get_running_loop())
+        enc = ManagedEncoder(resident, asyncio.get_running_loop(), state.cache)
         return await state.in_io(fn, enc, *args)
 
 

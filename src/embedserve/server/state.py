@@ -11,6 +11,8 @@ from typing import Any
 import numpy as np
 from starlette.requests import Request
 
+from embedserve.cache import EmbeddingCache
+from embedserve.cache.serve import embed_cached
 from embedserve.config import Settings
 from embedserve.errors import InvalidModelName, ModelNotFound, TooManyInputs
 from embedserve.server.errors import HTTPError
@@ -33,6 +35,7 @@ class ServerState:
     metrics: Metrics
     executor: Executor  # model work: loads, tokenisation, inference
     io_executor: Executor  # store work: pulls, deletes, listings
+    cache: EmbeddingCache | None = None  # between the routes and the batchers
 
     async def in_io(self, fn: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.io_executor, fn, *args)
@@ -121,10 +124,11 @@ async def _embed(
             if num_ctx < 3:  # no room for one token between the specials
                 raise HTTPError(400, "input after truncation exceeds maximum context length")
             limit = num_ctx
-        pending = resident.batcher.submit(texts, truncate, limit, on_compute=on_compute)
-        if client is not None:
-            await _unless_gone(client, pending)
-        vectors, tokens = await pending
+        wait = (lambda pending: _unless_gone(client, pending)) if client is not None else None
+        vectors, tokens = await embed_cached(
+            state.cache, resident.batcher, resident.engine.info, texts,
+            truncate=truncate, limit=limit, wait=wait, on_compute=on_compute,
+        )
         return EmbedResult(vectors, tokens, load_ns)
     finally:
         state.manager.release(resident)

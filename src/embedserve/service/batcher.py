@@ -55,8 +55,8 @@ OVERLOADED_MESSAGE = "server busy, please try again.  maximum pending requests e
 
 class _Request:
     __slots__ = (
-        "error", "future", "limit", "n", "on_compute", "out", "remaining", "seconds", "texts",
-        "tokens", "truncate",
+        "counts", "error", "future", "limit", "n", "on_compute", "out", "remaining", "seconds",
+        "texts", "tokens", "truncate",
     )
 
     def __init__(
@@ -66,6 +66,7 @@ class _Request:
         limit: int,
         future: asyncio.Future[Any],
         on_compute: Callable[[float], None] | None = None,
+        counts: bool = False,
     ) -> None:
         self.texts = texts
         self.truncate = truncate
@@ -78,6 +79,12 @@ class _Request:
         self.error: BaseException | None = None
         self.seconds = 0.0  # this request's share of the engine time of the batches it was in
         self.on_compute = on_compute
+        self.counts: list[int] | None = [0] * self.n if counts else None  # tokens per input
+
+    def result(self) -> tuple[Any, ...]:
+        if self.counts is None:
+            return (self.out, self.tokens)
+        return (self.out, self.tokens, self.counts)
 
     def settle(self) -> None:
         """Report the compute share once (on the event loop), when the request is done."""
@@ -158,8 +165,10 @@ class Batcher:
         limit: int = 0,
         *,
         on_compute: Callable[[float], None] | None = None,
+        counts: bool = False,
     ) -> asyncio.Future[Any]:
-        """Queue ``texts``; the future resolves to ``(vectors (n, d) float32 raw, token_count)``.
+        """Queue ``texts``; the future resolves to ``(vectors (n, d) float32 raw, token_count)``,
+        or with ``counts`` to ``(vectors, token_count, tokens per input)`` (for the cache).
 
         ``limit`` (> 1) narrows the window below the model's, like Ollama's ``num_ctx``: longer
         inputs keep their first ``limit - 1`` tokens and their closing special token.
@@ -178,14 +187,15 @@ class Batcher:
         future: asyncio.Future[Any] = self._loop.create_future()
         n = len(texts)
         if n == 0:
-            future.set_result((np.zeros((0, self.engine.info.dim), np.float32), 0))
+            empty = np.zeros((0, self.engine.info.dim), np.float32)
+            future.set_result((empty, 0, []) if counts else (empty, 0))
             return future
         pending = len(self._queue)
         if pending and pending + n > self.max_queue:
             if self.metrics is not None:
                 self.metrics.overloaded.inc(1, (self.name,))
             raise Overloaded(OVERLOADED_MESSAGE)
-        req = _Request(texts, truncate, limit, future, on_compute)
+        req = _Request(texts, truncate, limit, future, on_compute, counts)
         if n == 1:
             self._queue.append((req, 0))
         else:
@@ -285,7 +295,7 @@ class Batcher:
                 fut.set_exception(req.error)
             elif req.remaining == 0:
                 req.settle()
-                fut.set_result((req.out, req.tokens))
+                fut.set_result(req.result())
 
     def _fail_all(self, exc: EmbedServeError) -> None:
         for req, _ in (*self._window, *self._queue):
@@ -318,6 +328,8 @@ class Batcher:
                     for i, t in zip(idxs, ids):
                         entries.append((len(t), req, i, t))
                         req.tokens += len(t)
+                        if req.counts is not None:
+                            req.counts[i] = len(t)
             start = end
         if not entries:
             return
@@ -369,7 +381,7 @@ class Batcher:
         for req in done:
             req.settle()
             if not req.future.done():
-                req.future.set_result((req.out, req.tokens))
+                req.future.set_result(req.result())
 
     async def close(self) -> None:
         """Stop the task; anything still queued gets an error. Idempotent."""

@@ -40,6 +40,7 @@ def engine_for(model: Any, *, threads: int | None = None):  # type: ignore[no-un
     from embedserve.engine.tokenizer import TextTokenizer
     from embedserve.store.folder import inspect_folder
     from embedserve.store.graphs import ensure_graph
+    from embedserve.store.onnx_builder import GRAPH_FORMAT
 
     folder = Path(model.folder)
     meta = inspect_folder(folder)  # window, pooling, normalisation: the folder's own metadata
@@ -47,6 +48,7 @@ def engine_for(model: Any, *, threads: int | None = None):  # type: ignore[no-un
     info = EngineInfo(
         name=model.name, dim=meta.dim, max_tokens=meta.max_tokens, pooling=meta.pooling,
         normalize=meta.normalize, digest=model.digest,
+        variant=f"{model.quantization}-g{GRAPH_FORMAT}",
     )
     tokenizer = TextTokenizer(folder / "tokenizer.json", meta.max_tokens)
     return OnnxEngine(graph, tokenizer, info, threads=threads)

@@ -189,6 +189,10 @@ class Metrics:
             self.loaded,
         ]
 
+    def add(self, *metrics: _Metric) -> None:
+        """More series (e.g. the embedding cache's), rendered after these."""
+        self._all.extend(metrics)
+
     def observe_batch(self, model: str, lengths: Sequence[int]) -> None:
         key = (model,)
         self.batch_size.observe(len(lengths), key)

@@ -1,0 +1,169 @@
+"""The shared second cache level: Redis, through the ``redis`` client (the ``redis`` extra).
+
+Lookups are one ``MGET`` per 512 keys; writes are one pipelined batch of ``SET key value EX ttl``.
+Every call is bounded by ``timeout`` (connect and socket) with no client-side retries. Redis down,
+slow or answering errors is never the client's problem: the first failure logs one warning and
+counts in ``errors``, then Redis is skipped (memory only) until a back-off passes (0.5 s doubling to
+30 s); the next call after it tries again, and a success logs that the cache is back.
+
+Writes from the server go through :meth:`put_later`: one writer thread, a bounded backlog (beyond
+it a write is dropped and counted), so a request never waits for a cache write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from embedserve.errors import CacheError
+
+log = logging.getLogger("embedserve.cache")
+
+_MGET_KEYS = 512
+_MAX_BACKOFF = 30.0
+_BACKLOG = 64  # pending background writes (batches) before new ones are dropped
+
+
+def _safe_url(url: str) -> str:
+    """The URL without a password, for log lines."""
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
+    return url
+
+
+class RedisTier:
+    def __init__(self, url: str, *, ttl: float, timeout: float) -> None:
+        try:
+            import redis
+            from redis.backoff import NoBackoff
+            from redis.retry import Retry
+        except ImportError:
+            raise CacheError(
+                "EMBEDSERVE_REDIS_URL needs the redis client: pip install 'embedserve[redis]'"
+            ) from None
+        self.url = _safe_url(url)
+        self.ttl = None if math.isinf(ttl) or ttl <= 0 else max(1, int(ttl))
+        try:
+            self._client = redis.Redis.from_url(
+                url, socket_timeout=timeout, socket_connect_timeout=timeout,
+                retry=Retry(NoBackoff(), 0), retry_on_timeout=False, health_check_interval=0,
+            )
+        except ValueError as exc:  # a malformed URL
+            raise CacheError(f"invalid EMBEDSERVE_REDIS_URL {self.url!r}: {exc}") from None
+        self.up = True
+        self.errors = 0
+        self.dropped_writes = 0
+        self._backoff = 0.5
+        self._retry_at = 0.0
+        self._lock = threading.Lock()
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="embedserve-cache-write")
+        self._reader = ThreadPoolExecutor(2, thread_name_prefix="embedserve-cache-read")
+        self._pending = 0
+
+    # -- health -------------------------------------------------------------------------------
+
+    def usable(self) -> bool:
+        return self.up or time.monotonic() >= self._retry_at
+
+    def _failed(self, exc: BaseException) -> None:
+        try:  # idle pooled connections are suspect now: the next try starts afresh
+            self._client.connection_pool.disconnect(inuse_connections=False)
+        except Exception:  # noqa: BLE001 - cleanup must not fail the caller
+            pass
+        with self._lock:
+            self.errors += 1
+            if self.up:
+                log.warning(
+                    "embedding cache: Redis at %s is unavailable (%s: %s); serving without it "
+                    "and retrying in the background", self.url, type(exc).__name__, exc,
+                )
+                self._backoff = 0.5
+            else:
+                self._backoff = min(_MAX_BACKOFF, self._backoff * 2)
+            self.up = False
+            self._retry_at = time.monotonic() + self._backoff
+
+    def _succeeded(self) -> None:
+        if not self.up:
+            with self._lock:
+                if not self.up:
+                    self.up = True
+                    log.warning("embedding cache: Redis at %s is back", self.url)
+
+    # -- operations ---------------------------------------------------------------------------
+
+    def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        """Values for ``keys`` (None where absent); all None while Redis is unavailable."""
+        if not keys or not self.usable():
+            return [None] * len(keys)
+        out: list[bytes | None] = []
+        try:
+            for i in range(0, len(keys), _MGET_KEYS):
+                out.extend(self._client.mget(keys[i : i + _MGET_KEYS]))  # type: ignore[arg-type]
+        except Exception as exc:  # noqa: BLE001 - any client failure is "no cache", never the caller's
+            self._failed(exc)
+            return [None] * len(keys)
+        self._succeeded()
+        return out
+
+    async def get_many_async(self, keys: Sequence[str]) -> list[bytes | None]:
+        """:meth:`get_many` off the event loop (the cache's own reader threads)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._reader, self.get_many, keys)
+
+    def put_many(self, items: Sequence[tuple[str, bytes]]) -> None:
+        if not items or not self.usable():
+            return
+        try:
+            pipe = self._client.pipeline(transaction=False)
+            for key, value in items:
+                pipe.set(key, value, ex=self.ttl)
+            pipe.execute()
+        except Exception as exc:  # noqa: BLE001 - as in get_many
+            self._failed(exc)
+            return
+        self._succeeded()
+
+    def put_later(self, items: Sequence[tuple[str, bytes]]) -> None:
+        """Write in the background (dropped, and counted, when the backlog is full)."""
+        if not items or not self.usable():
+            return
+        with self._lock:
+            if self._pending >= _BACKLOG:
+                self.dropped_writes += len(items)
+                return
+            self._pending += 1
+        try:
+            self._writer.submit(self._write_job, list(items))
+        except RuntimeError:  # closed
+            with self._lock:
+                self._pending -= 1
+
+    def _write_job(self, items: list[tuple[str, bytes]]) -> None:
+        try:
+            self.put_many(items)
+        finally:
+            with self._lock:
+                self._pending -= 1
+
+    def flush(self, timeout: float = 5.0) -> None:
+        """Wait (bounded) until background writes are done: for tests and orderly shutdown."""
+        deadline = time.monotonic() + timeout
+        while self._pending and time.monotonic() < deadline:
+            time.sleep(0.005)
+
+    def close(self) -> None:
+        self._writer.shutdown(wait=False, cancel_futures=True)
+        self._reader.shutdown(wait=False, cancel_futures=True)
+        client: Any = self._client
+        try:
+            client.close()
+        except Exception:  # noqa: BLE001 - closing must not fail a shutdown
+            pass

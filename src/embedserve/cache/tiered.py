@@ -1,0 +1,155 @@
+"""The embedding cache: memory LRU first, Redis second, and one request's walk through both.
+
+:class:`Lookup` is one call's texts against the cache: the memory level answers at once, Redis (if
+configured and up) answers the rest in one batch, and only the remaining texts, each distinct text
+once, are left to compute. :meth:`Lookup.complete` takes those vectors and token counts, writes
+them to both levels and returns the whole call's raw vectors in input order. A hit is the stored
+float32 bytes of an earlier computation with the same key: bitwise what the engine returned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from embedserve.cache.keys import namespace, pack, text_keys, unpack
+from embedserve.cache.memory import MemoryLRU
+from embedserve.cache.remote import RedisTier
+from embedserve.engine.base import EngineInfo
+
+
+class EmbeddingCache:
+    def __init__(self, max_bytes: int, remote: RedisTier | None = None) -> None:
+        self.memory = MemoryLRU(max_bytes) if max_bytes > 0 else None
+        self.remote = remote
+        self.hits = {"memory": 0, "redis": 0}
+        self.misses = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.memory is not None or self.remote is not None
+
+    def lookup(
+        self,
+        info: EngineInfo,
+        texts: Sequence[str],
+        *,
+        window: int = 0,
+        truncate: bool = True,
+        prompt: str = "",
+    ) -> Lookup | None:
+        """Start a lookup (memory level done); None when this engine cannot be cached."""
+        ns = namespace(info, window=window, truncate=truncate, prompt=prompt)
+        if ns is None or not self.enabled:
+            return None
+        return Lookup(self, text_keys(ns, texts), texts, info.dim)
+
+    def close(self) -> None:
+        if self.remote is not None:
+            self.remote.close()
+
+
+class Lookup:
+    def __init__(
+        self, cache: EmbeddingCache, keys: list[str], texts: Sequence[str], dim: int
+    ) -> None:
+        self.cache = cache
+        self.keys = keys
+        self.texts = texts
+        self.dim = dim
+        n = len(keys)
+        self.vectors: list[np.ndarray | None] = [None] * n
+        self.tokens = [0] * n
+        self._missing = list(range(n))
+        if cache.memory is not None:
+            self._fill(cache.memory.get_many(keys), "memory")
+
+    def _fill(self, values: Sequence[bytes | None], level: str) -> list[tuple[str, bytes]]:
+        """Take hits for the still-missing positions from ``values`` (aligned with them)."""
+        still: list[int] = []
+        found: list[tuple[str, bytes]] = []
+        for i, value in zip(self._missing, values):
+            entry = unpack(value, self.dim) if value is not None else None
+            if entry is None:
+                still.append(i)
+                continue
+            self.vectors[i], self.tokens[i] = entry
+            found.append((self.keys[i], value))  # type: ignore[arg-type]
+        self.cache.hits[level] += len(self._missing) - len(still)
+        self._missing = still
+        return found
+
+    @property
+    def wants_remote(self) -> bool:
+        remote = self.cache.remote
+        return bool(self._missing) and remote is not None and remote.usable()
+
+    def remote_keys(self) -> list[str]:
+        return [self.keys[i] for i in self._missing]
+
+    def take_remote(self, values: Sequence[bytes | None]) -> None:
+        """Redis's answer for :meth:`remote_keys`; its hits are promoted to memory."""
+        found = self._fill(values, "redis")
+        if found and self.cache.memory is not None:
+            self.cache.memory.put_many(found)
+
+    def fetch_remote(self) -> None:
+        """Blocking: ask Redis for what memory did not have."""
+        if self.wants_remote:
+            assert self.cache.remote is not None
+            self.take_remote(self.cache.remote.get_many(self.remote_keys()))
+
+    @property
+    def hit_all(self) -> bool:
+        return not self._missing
+
+    def miss_texts(self) -> list[str]:
+        """The distinct texts left to compute, in first-seen order."""
+        self._slots: dict[str, int] = {}
+        self._runs: list[int] = []  # missing position -> index into the computed batch
+        texts: list[str] = []
+        for i in self._missing:
+            slot = self._slots.get(self.keys[i])
+            if slot is None:
+                slot = self._slots[self.keys[i]] = len(texts)
+                texts.append(self.texts[i])
+            self._runs.append(slot)
+        return texts
+
+    def miss_index(self, computed_index: int) -> int:
+        """The caller's index of the ``computed_index``-th text of :meth:`miss_texts`."""
+        return self._missing[self._runs.index(computed_index)]
+
+    def complete(
+        self,
+        computed: np.ndarray | None = None,
+        counts: Sequence[int] = (),
+        *,
+        background: bool = False,
+    ) -> tuple[np.ndarray, int]:
+        """All raw vectors in input order and the total token count; stores what was computed.
+
+        ``computed``/``counts``: the vectors and token counts of :meth:`miss_texts`, in its order.
+        ``background``: write Redis from the cache's writer thread instead of now.
+        """
+        cache = self.cache
+        out = np.empty((len(self.keys), self.dim), dtype=np.float32)
+        for i, vec in enumerate(self.vectors):
+            if vec is not None:
+                out[i] = vec
+        if self._missing:
+            assert computed is not None
+            cache.misses += len(self._missing)
+            for i, slot in zip(self._missing, self._runs):
+                out[i] = computed[slot]
+                self.tokens[i] = int(counts[slot])
+            items = [(k, pack(computed[s], counts[s])) for k, s in self._slots.items()]
+            if cache.memory is not None:
+                cache.memory.put_many(items)
+            if cache.remote is not None:
+                if background:
+                    cache.remote.put_later(items)
+                else:
+                    cache.remote.put_many(items)
+        return out, sum(self.tokens)

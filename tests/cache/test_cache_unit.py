@@ -1,0 +1,152 @@
+"""The embedding cache without a server: keys, the byte-bounded LRU, and the library's Embedder."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from embedserve.cache import EmbeddingCache, open_cache
+from embedserve.cache.keys import namespace, pack, text_keys, unpack
+from embedserve.cache.memory import ENTRY_OVERHEAD, MemoryLRU
+from embedserve.config import Settings
+from embedserve.embedder import Embedder
+from embedserve.engine.base import EngineInfo
+from embedserve.engine.fake import FakeEngine
+from embedserve.errors import CacheError, InputTooLong
+
+INFO = EngineInfo("m:latest", 32, 64, "mean", True, digest="a" * 64, variant="fp32-g5")
+
+
+def test_namespace_covers_every_option_that_changes_the_vector() -> None:
+    base = namespace(INFO)
+    assert base is not None
+    changed = [
+        namespace(replace(INFO, digest="b" * 64)),
+        namespace(replace(INFO, variant="int8-g5")),  # same weights, int8 graph
+        namespace(replace(INFO, variant="fp32-g6")),  # a new graph format
+        namespace(replace(INFO, pooling="cls")),
+        namespace(INFO, window=16),  # num_ctx
+        namespace(INFO, truncate=False),
+        namespace(INFO, prompt="query: "),
+    ]
+    assert len({base, *changed}) == len(changed) + 1
+    # the tag's name is not part of it: two tags of the same weights share entries
+    assert namespace(replace(INFO, name="alias:v1")) == base
+    # a window at or above the model's is the model's window
+    assert namespace(INFO, window=64) == namespace(INFO, window=500) == base
+    assert namespace(replace(INFO, digest="")) is None  # nothing to key on
+
+
+def test_keys_hash_the_text_and_values_round_trip() -> None:
+    ns = namespace(INFO)
+    assert ns is not None
+    a, b, a2 = text_keys(ns, ["hello", "hello ", "hello"])
+    assert a == a2 != b and a.startswith("embedserve:1:")
+    vec = np.random.default_rng(1).standard_normal(32).astype(np.float32)
+    back = unpack(pack(vec, 7), 32)
+    assert back is not None
+    assert back[1] == 7 and back[0].tobytes() == vec.tobytes()
+    assert unpack(pack(vec, 7), 16) is None  # a value of another size is a miss, not garbage
+
+
+def test_memory_lru_is_bounded_in_bytes_and_evicts_least_recent() -> None:
+    value = b"x" * 1000
+    one = len("k0") + len(value) + ENTRY_OVERHEAD
+    lru = MemoryLRU(3 * one)
+    lru.put_many([("k0", value), ("k1", value), ("k2", value)])
+    assert len(lru) == 3 and lru.bytes == 3 * one
+    assert lru.get_many(["k0"]) == [value]  # k0 is now the most recent
+    lru.put_many([("k3", value)])
+    assert lru.get_many(["k0", "k1", "k2", "k3"]) == [value, None, value, value]
+    assert lru.bytes <= lru.max_bytes and lru.evictions == 1
+    lru.put_many([("big", b"y" * 10 * one)])  # larger than the whole cache: not stored
+    assert lru.get_many(["big"]) == [None] and len(lru) == 3
+
+
+def _embedder(engine: FakeEngine, mb: int = 8) -> Embedder:
+    cache = open_cache(Settings(cache_mb=mb))
+    assert cache is not None
+    return Embedder.from_engine(engine, cache=cache)
+
+
+def test_embedder_hits_skip_the_engine_and_are_bitwise_equal() -> None:
+    engine = FakeEngine()
+    emb = _embedder(engine)
+    texts = ["the cat sat", "a dog ran", "the cat sat", "birds fly south"]
+    first = emb.encode(texts, normalize=False)
+    assert sum(engine.batches) == 3  # the repeated text is computed once
+    again = emb.encode(texts, normalize=False)
+    assert sum(engine.batches) == 3  # all hits: the engine ran nothing
+    assert again.tobytes() == first.tobytes()
+    fresh = Embedder.from_engine(FakeEngine()).encode(texts, normalize=False)
+    assert again.tobytes() == fresh.tobytes()
+    # normalisation and dimensions are applied after the cache
+    np.testing.assert_allclose(np.linalg.norm(emb.encode(texts, dimensions=8), axis=1), 1, 1e-6)
+    assert emb.cache is not None and emb.cache.hits["memory"] >= 8
+
+
+def test_embedder_computes_only_the_misses() -> None:
+    engine = FakeEngine()
+    emb = _embedder(engine)
+    emb.encode(["one", "two"])
+    engine.batches.clear()
+    out = emb.encode(["one", "three", "two", "four"])
+    assert sum(engine.batches) == 2  # "three" and "four"
+    ref = Embedder.from_engine(FakeEngine()).encode(["one", "three", "two", "four"])
+    assert out.tobytes() == ref.tobytes()
+
+
+def test_truncate_is_part_of_the_key_and_errors_name_the_callers_index() -> None:
+    engine = FakeEngine(max_tokens=8)
+    emb = _embedder(engine)
+    long = " ".join(["word"] * 20)
+    emb.encode(["short", long])  # truncated, cached under truncate=True
+    emb.encode(["short"], truncate=False)
+    with pytest.raises(InputTooLong) as info:  # not answered from the truncate=True entry
+        emb.encode(["short", long], truncate=False)
+    assert info.value.index == 1  # its index in the call, though "short" was a hit
+
+
+def test_cache_off_and_lru_bound_from_settings() -> None:
+    assert open_cache(Settings(cache_mb=0)) is None
+    cache = open_cache(Settings(cache_mb=1))
+    assert isinstance(cache, EmbeddingCache) and cache.memory is not None
+    emb = Embedder.from_engine(FakeEngine(dim=256), cache=cache)
+    emb.encode([f"text number {i}" for i in range(2000)])  # ~2.3 MB of entries into 1 MiB
+    assert 0 < cache.memory.bytes <= 1024 * 1024
+    assert cache.memory.evictions > 0
+
+
+def test_settings_read_the_cache_environment() -> None:
+    s = Settings.from_env(
+        {
+            "EMBEDSERVE_CACHE_MB": "64",
+            "EMBEDSERVE_REDIS_URL": "redis://127.0.0.1:1/0",
+            "EMBEDSERVE_CACHE_TTL": "1h",
+            "EMBEDSERVE_REDIS_TIMEOUT": "0.1",
+        }
+    )
+    assert (s.cache_mb, s.redis_url, s.cache_ttl, s.redis_timeout) == (
+        64, "redis://127.0.0.1:1/0", 3600.0, 0.1,
+    )
+    assert Settings.from_env({}).cache_mb > 0  # on by default
+
+
+def test_a_malformed_redis_url_is_a_clear_error() -> None:
+    pytest.importorskip("redis")
+    with pytest.raises(CacheError, match="EMBEDSERVE_REDIS_URL"):
+        open_cache(Settings(redis_url="http://nowhere"))
+
+
+def test_serve_with_a_malformed_redis_url_is_one_line_and_exit_1(
+    home, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("redis")
+    from clikit import run
+
+    monkeypatch.setenv("EMBEDSERVE_REDIS_URL", "http://not-redis")
+    code, _, err = run(capsys, "serve", "--no-pull", "--port", "0")
+    assert code == 1
+    assert err.strip().count("\n") == 0 and "EMBEDSERVE_REDIS_URL" in err

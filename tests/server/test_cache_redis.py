@@ -1,0 +1,148 @@
+"""The cache's Redis level against a real redis-server: shared between servers, TTL, outages."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import httpx
+import pytest
+from rediskit import RedisServer
+from serverkit import FakeLoader, FakeStore, serve, settings
+
+from embedserve.server.app import create_app
+
+pytestmark = pytest.mark.redis
+
+
+def _app(url: str, **kw):  # type: ignore[no-untyped-def]
+    store = FakeStore(("fake",))
+    loader = FakeLoader(store)
+    kw.setdefault("cache_mb", 0)  # Redis only, unless a test wants memory too
+    app = create_app(settings(redis_url=url, redis_timeout=0.2, **kw), loader=loader, store=store)
+    return app, loader
+
+
+def _metric(client: httpx.Client, name: str) -> float:
+    for line in client.get("/metrics").text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"{name} not in /metrics")
+
+
+def _wait_for(condition, seconds: float = 30.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def _flush(app) -> None:  # type: ignore[no-untyped-def]
+    app.state.embedserve.cache.remote.flush()
+
+
+def test_two_servers_share_vectors_through_redis(redis_server: RedisServer) -> None:
+    import redis
+
+    texts = ["first shared text", "second shared text"]
+    app_a, loader_a = _app(redis_server.url, cache_ttl=600)
+    with serve(app_a) as url, httpx.Client(base_url=url, timeout=30) as a:
+        first = a.post("/api/embed", json={"model": "fake", "input": texts}).json()
+        _flush(app_a)
+    assert sum(loader_a.engines[0].batches) == 2
+    r = redis.Redis.from_url(redis_server.url)
+    keys = r.keys("embedserve:1:*")
+    assert len(keys) == 2
+    assert all(0 < r.ttl(k) <= 600 for k in keys)  # EMBEDSERVE_CACHE_TTL
+    app_b, loader_b = _app(redis_server.url, cache_mb=16)
+    with serve(app_b) as url, httpx.Client(base_url=url, timeout=30) as b:
+        second = b.post("/api/embed", json={"model": "fake", "input": texts}).json()
+        assert 'embedserve_cache_hits_total{level="redis"} 2' in b.get("/metrics").text
+        b.post("/api/embed", json={"model": "fake", "input": texts})  # now from memory
+        assert 'embedserve_cache_hits_total{level="memory"} 2' in b.get("/metrics").text
+    assert not loader_b.engines[0].batches  # server B computed nothing
+    assert second["embeddings"] == first["embeddings"]
+    assert second["prompt_eval_count"] == first["prompt_eval_count"]
+
+
+def test_killing_redis_mid_run_never_fails_a_request(
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="embedserve.cache")
+    app, _ = _app(redis_server.url)
+    statuses: list[int] = []
+    stop = threading.Event()
+    with serve(app) as url:
+
+        def client_loop() -> None:
+            with httpx.Client(base_url=url, timeout=30) as c:
+                i = 0
+                while not stop.is_set():
+                    texts = [f"text {i % 7}", f"other {i}"]
+                    statuses.append(
+                        c.post("/api/embed", json={"model": "fake", "input": texts}).status_code
+                    )
+                    i += 1
+
+        workers = [threading.Thread(target=client_loop) for _ in range(3)]
+        for w in workers:
+            w.start()
+        _wait_for(lambda: len(statuses) >= 10)
+        before = len(statuses)
+        redis_server.kill()  # mid-run
+        _wait_for(lambda: len(statuses) >= before + 30)
+        during = len(statuses)
+        port = redis_server.port
+        revived = RedisServer(port=port).start()  # back on the same port
+        try:
+            with httpx.Client(base_url=url, timeout=30) as c:
+                deadline = time.monotonic() + 10  # the back-off retries within ~1 s here
+                while _metric(c, "embedserve_cache_redis_up") != 1 and time.monotonic() < deadline:
+                    time.sleep(0.1)
+                assert _metric(c, "embedserve_cache_redis_up") == 1
+                stop.set()
+                for w in workers:
+                    w.join(30)
+                assert _metric(c, "embedserve_cache_redis_errors_total") >= 1
+            _flush(app)
+            import redis
+
+            assert redis.Redis.from_url(revived.url).dbsize() > 0  # writes resumed
+        finally:
+            stop.set()
+            revived.close()
+    assert before > 0 and during > before  # requests kept flowing while Redis was down
+    assert statuses and set(statuses) == {200}
+    down = [r for r in caplog.records if "unavailable" in r.getMessage()]
+    assert len(down) == 1  # one warning for the outage, not one per request
+    assert any("is back" in r.getMessage() for r in caplog.records)
+
+
+def test_a_slow_redis_is_skipped_within_the_timeout(redis_server: RedisServer) -> None:
+    import redis
+
+    app, _ = _app(redis_server.url)
+    with serve(app) as url, httpx.Client(base_url=url, timeout=30) as c:
+        c.post("/api/embed", json={"model": "fake", "input": ["warm up"]})
+        blocker = threading.Thread(
+            target=lambda: redis.Redis.from_url(redis_server.url).execute_command("DEBUG", "SLEEP", 3)
+        )
+        blocker.start()
+        time.sleep(0.2)
+        t0 = time.monotonic()
+        r = c.post("/api/embed", json={"model": "fake", "input": ["while redis sleeps"]})
+        took = time.monotonic() - t0
+        blocker.join()
+        assert r.status_code == 200
+        assert took < 1.5  # bounded by the 0.2 s timeout, not Redis's 3 s stall
+        assert _metric(c, "embedserve_cache_redis_errors_total") >= 1
+
+
+def test_redis_unreachable_at_start_serves_without_cache() -> None:
+    pytest.importorskip("redis")
+    app, _ = _app("redis://127.0.0.1:1/0")  # nothing listens on port 1
+    with serve(app) as url, httpx.Client(base_url=url, timeout=30) as c:
+        for _ in range(3):
+            assert c.post("/api/embed", json={"model": "fake", "input": ["x"]}).status_code == 200
+        assert _metric(c, "embedserve_cache_redis_up") == 0
