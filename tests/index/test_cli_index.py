@@ -77,10 +77,13 @@ def test_user_errors_are_one_line(home: Path, capsys: pytest.CaptureFixture[str]
 
 
 def test_bad_input_files(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    (home / "bad.jsonl").write_text('{"text": "ok"}\n{"id": 1}\n')
+    (home / "bad.jsonl").write_text('{"text": "ok"}\n[1]\n')
+    (home / "badtext.jsonl").write_text('{"text": "ok"}\n\n{"text": 3}\n')
+    (home / "badvec.jsonl").write_text('{"text": "ok", "embedding": [0.1, "x"]}\n')
     (home / "bin.txt").write_bytes(b"\xff\xfe\x00")
     (home / "x.pdf").write_text("x")
-    for name, msg in [("bad.jsonl", "bad.jsonl:2: expected an object"), ("bin.txt", "line 1 is not valid UTF-8"), ("x.pdf", "unsupported")]:
+    for name, msg in [("bad.jsonl", "bad.jsonl:2: expected an object"), ("badtext.jsonl", "badtext.jsonl:3: 'text' must"),
+                      ("badvec.jsonl", "badvec.jsonl:1: 'embedding' must be a non-empty list of finite numbers"), ("bin.txt", "line 1 is not valid UTF-8"), ("x.pdf", "unsupported")]:
         assert main(["index", "add", "kb", str(home / name)]) == 1
         assert msg in capsys.readouterr().err
 
@@ -108,3 +111,33 @@ def test_ask_streams_from_upstream(home: Path, capsys: pytest.CaptureFixture[str
         stub.mode = "status500"
         assert main(["ask", "kb", "eiffel tower"]) == 1
         assert "HTTP 500" in capsys.readouterr().err
+
+
+def test_empty_records_in_a_jsonl_are_skipped_and_named(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Like a public test collection whose JSONL failed whole at its line 470 (two empty records)."""
+    lines = [json.dumps({"id": str(i), "text": f"document number {i} about topic {i % 7}"}) for i in range(1, 601)]
+    lines[469] = json.dumps({"id": "470", "text": "", "metadata": {"title": "no abstract"}})
+    lines[519] = json.dumps({"text": "   "})  # no id either: named by file and line
+    (home / "corpus.jsonl").write_text("\n".join(lines) + "\n")
+    assert main(["index", "add", "kb", str(home / "corpus.jsonl"), "--model", "fake"]) == 0
+    out = capsys.readouterr().out
+    assert "600 documents (598 added" in out and "2 empty skipped (ids: 470, corpus.jsonl:520)" in out
+    assert main(["index", "info", "kb"]) == 0
+    assert '"documents": 598' in capsys.readouterr().out
+
+
+def test_jsonl_with_own_embeddings(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from .conftest import make_encoder
+
+    vec = make_encoder(name="fake:latest").encode(["deep sea creatures"])[0]
+    (home / "v.jsonl").write_text(
+        json.dumps({"id": "v", "text": "a document with a vector", "embedding": [float(x) for x in vec]}) + "\n"
+        + json.dumps({"id": "t", "text": "an ordinary document"}) + "\n"
+    )
+    assert main(["index", "add", "kb", str(home / "v.jsonl"), "--model", "fake"]) == 0
+    assert "2 added" in capsys.readouterr().out
+    assert main(["index", "query", "kb", "deep sea creatures", "-k", "1", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["id"] == "v"
+    (home / "w.jsonl").write_text(json.dumps({"id": "w", "text": "x", "embedding": [0.5, 0.5]}) + "\n")
+    assert main(["index", "add", "kb", str(home / "w.jsonl")]) == 1
+    assert "'embedding' has 2 values; this collection's vectors have 32" in capsys.readouterr().err

@@ -86,10 +86,13 @@ def test_delete_by_ids_and_where(settings: Settings, encoder: CountingEncoder) -
 
 def test_bad_documents(settings: Settings, encoder: CountingEncoder) -> None:
     col = Collection.open("c", settings=settings, encoder=encoder)
-    for bad in [{"text": ""}, {"id": "x"}, {"text": "t", "metadata": [1]}, {"text": "t", "extra": 1}, 3]:
+    for bad in [{"text": "t", "metadata": [1]}, {"text": "t", "extra": 1}, 3, {"text": 5}, {"id": True, "text": "t"}]:
         with pytest.raises(InvalidInput):
             col.add([bad])
     assert col.count() == 0
+    r = col.add([{"text": ""}, {"id": "x"}, {"id": "y", "text": "  \n"}, {"id": "ok", "text": "fine"}])
+    assert (r.documents, r.added, r.empty, r.empty_ids) == (4, 1, 3, ["#0", "x", "y"])
+    assert col.count() == 1
 
 
 def test_model_is_pinned(settings: Settings, encoder: CountingEncoder) -> None:

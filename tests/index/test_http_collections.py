@@ -87,7 +87,9 @@ def test_documents_create_with_default_model(client: TestClient) -> None:
         ("POST", "/api/collections/kb/query", {"query": "x", "where": []}, 400, "bad filter"),
         ("POST", "/api/collections/kb/query", {"query": "x", "queries": ["y"]}, 400, "exactly one"),
         ("POST", "/api/collections/kb/query", {"query": "x", "top_k": 0}, 400, "top_k"),
-        ("POST", "/api/collections/kb/documents", {"documents": [{"id": "x"}]}, 400, "'text' must be"),
+        ("POST", "/api/collections/kb/documents", {"documents": [{"id": "x", "text": 5}]}, 400, "'text' must be"),
+        ("POST", "/api/collections/kb/documents", {"documents": [{"id": "x", "embedding": [1, 2]}]}, 400,
+         "'embedding' has 2 values"),
         ("POST", "/api/collections/kb/documents", {"docs": []}, 400, "'documents'"),
         ("DELETE", "/api/collections/kb/documents", {}, 400, "'ids'"),
         ("POST", "/api/collections", {"name": "kb", "model": "other"}, 400, "uses model fake:latest"),
@@ -132,3 +134,19 @@ def test_server_and_library_share_the_store(client: TestClient, settings: Settin
     lib.add(DOCS[1:2])  # as a CLI `index add` in another process would
     r = client.post("/api/collections/kb/query", json={"query": "birds sing morning", "top_k": 1})
     assert r.json()["results"][0]["id"] == "bird"
+
+
+def test_documents_with_own_embeddings_and_empty_records(client: TestClient) -> None:
+    client.post("/api/collections", json={"name": "kb", "model": "fake"})
+    r = client.post("/api/embed", json={"model": "fake", "input": ["quantum physics lecture"]})
+    vec = r.json()["embeddings"][0]
+    r = client.post("/api/collections/kb/documents", json={"documents": [
+        {"id": "mine", "text": "brought its own vector", "embedding": vec},
+        {"id": "blank", "text": ""},
+        {"id": "ok", "text": "a plain one"},
+    ]})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert (body["added"], body["empty"], body["empty_ids"], body["chunks"]) == (2, 1, ["blank"], 2)
+    hits = client.post("/api/collections/kb/query", json={"query": "quantum physics lecture", "top_k": 1}).json()
+    assert hits["results"][0]["id"] == "mine" and hits["results"][0]["score"] > 0.999

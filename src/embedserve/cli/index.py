@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from embedserve.errors import InputFileError
 from embedserve.cli.files import decode_utf8, read_bytes
+from embedserve.errors import InputFileError
 
 TEXT_SUFFIXES = {".txt", ".md", ".markdown", ".rst", ".text"}
 JSONL_SUFFIXES = {".jsonl", ".ndjson"}
@@ -85,12 +86,24 @@ def read_documents(path: Path) -> Iterator[dict[str, Any]]:
             obj = json.loads(line)
         except ValueError as exc:
             raise InputFileError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
-        if not isinstance(obj, dict) or not isinstance(obj.get("text"), str):
+        if not isinstance(obj, dict):
             raise InputFileError(f"{path}:{lineno}: expected an object with a 'text' string")
+        if obj.get("text") is not None and not isinstance(obj["text"], str):
+            raise InputFileError(f"{path}:{lineno}: 'text' must be a string")
         if obj.get("metadata") is not None and not isinstance(obj["metadata"], dict):
             raise InputFileError(f"{path}:{lineno}: 'metadata' must be an object")
+        emb = obj.get("embedding")
+        if emb is not None and (not isinstance(emb, list) or not emb or not all(
+                isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in emb)):
+            raise InputFileError(f"{path}:{lineno}: 'embedding' must be a non-empty list of finite numbers")
         doc_id = obj.get("id")
-        yield {"id": None if doc_id is None else str(doc_id), "text": obj["text"], "metadata": obj.get("metadata")}
+        text: str = obj.get("text") or ""
+        if doc_id is None and not text.strip() and emb is None:
+            doc_id = f"{path.name}:{lineno}"  # an empty record is reported by where it is
+        doc = {"id": None if doc_id is None else str(doc_id), "text": text, "metadata": obj.get("metadata")}
+        if emb is not None:
+            doc["embedding"] = emb
+        yield doc
 
 
 # -- verbs ------------------------------------------------------------------------------------------
@@ -129,9 +142,13 @@ def cmd_add(args: argparse.Namespace) -> int:
                 docs, batch_size=args.batch_size,
                 progress=lambda n, c: bar.update(task, completed=n, chunks=c),
             )
+    empty = ""
+    if result.empty:
+        shown = ", ".join(result.empty_ids[:10]) + (", ..." if len(result.empty_ids) > 10 else "")
+        empty = f", {result.empty} empty skipped (ids: {shown})"
     print(
         f"{args.name}: {result.documents} documents ({result.added} added, {result.updated} updated, "
-        f"{result.unchanged} skipped unchanged), {result.chunks} chunks embedded in {result.seconds:.2f} s"
+        f"{result.unchanged} skipped unchanged{empty}), {result.chunks} chunks written in {result.seconds:.2f} s"
     )
     return 0
 

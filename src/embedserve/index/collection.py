@@ -15,7 +15,6 @@ returns, in short transactions, so a killed process loses only the batch in flig
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import threading
@@ -31,6 +30,7 @@ from embedserve.errors import CollectionError, CollectionNotFound, InvalidInput
 from embedserve.index import search as _search
 from embedserve.index.backends import open_store, store_exists
 from embedserve.index.chunking import check_chunk_settings, chunk_text
+from embedserve.index.documents import Document, as_document, check_embedding, content_hash, is_empty
 from embedserve.index.encoder import IndexEncoder, encode_normalized
 from embedserve.index.filters import compile_where
 from embedserve.index.search import SearchConfig, Strategy
@@ -65,17 +65,6 @@ def check_name(name: str) -> str:
 def model_key(name: str) -> str:
     """``all-minilm`` and ``all-minilm:latest`` are one model."""
     return name if ":" in name.rsplit("/", 1)[-1] else f"{name}:latest"
-
-
-def content_hash(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-@dataclass(frozen=True)
-class Document:
-    id: str
-    text: str
-    metadata: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -124,7 +113,9 @@ class AddResult:
     added: int = 0
     updated: int = 0  # text changed: re-embedded
     unchanged: int = 0  # same text: not embedded again (metadata may have been updated)
-    chunks: int = 0  # chunks embedded
+    chunks: int = 0  # chunks written (embedded, or brought as ``embedding``)
+    empty: int = 0  # empty records (no text, no embedding): skipped
+    empty_ids: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
@@ -137,35 +128,6 @@ def _info(row: CollectionRow, docs: int, chunks: int) -> CollectionInfo:
         chunk_tokens=row.chunk_tokens, overlap=row.overlap, documents=docs, chunks=chunks,
         version=row.version, created_at=row.created_at, updated_at=row.updated_at,
     )
-
-
-def _as_document(item: Any, i: int) -> Document:
-    if isinstance(item, Document):
-        doc_id, text, meta = item.id, item.text, item.metadata
-    elif isinstance(item, str):
-        doc_id, text, meta = None, item, None
-    elif isinstance(item, Mapping):
-        unknown = set(item) - {"id", "text", "metadata"}
-        if unknown:
-            raise InvalidInput(f"document {i}: unknown field(s) {sorted(unknown)}; use id, text, metadata")
-        doc_id, text, meta = item.get("id"), item.get("text"), item.get("metadata")
-    else:
-        raise InvalidInput(f"document {i}: expected an object with 'text', got {type(item).__name__}")
-    if not isinstance(text, str) or not text.strip():
-        raise InvalidInput(f"document {i}: 'text' must be a non-empty string")
-    if doc_id is None or doc_id == "":
-        doc_id = content_hash(text)[:16]
-    if not isinstance(doc_id, (str, int)) or isinstance(doc_id, bool):
-        raise InvalidInput(f"document {i}: 'id' must be a string")
-    if meta is None:
-        meta = {}
-    if not isinstance(meta, Mapping):
-        raise InvalidInput(f"document {i}: 'metadata' must be a JSON object")
-    try:
-        json.dumps(meta)
-    except (TypeError, ValueError) as exc:
-        raise InvalidInput(f"document {i}: metadata is not JSON-serialisable ({exc})") from None
-    return Document(str(doc_id), text, dict(meta))
 
 
 def _load_default_encoder(model: str, settings: Settings) -> IndexEncoder:
@@ -371,16 +333,25 @@ class Collection:
     ) -> AddResult:
         """Upsert documents by id. Each batch of ``batch_size`` documents is embedded, then
         committed in one short transaction; ``progress(documents_done, chunks_done)`` after each.
+        A document's own ``embedding`` is checked and stored as given (see ``documents.py``);
+        empty records are skipped and counted in ``empty``/``empty_ids``.
         ``encoder`` overrides the collection's own for this call (the server passes its model's)."""
         t0 = time.perf_counter()
-        enc = self._use(encoder)
         docs: dict[str, Document] = {}
+        result = AddResult()
         for i, item in enumerate(documents):
-            d = _as_document(item, i)
+            d = as_document(item, i)
+            if is_empty(d):
+                result.empty += 1
+                result.empty_ids.append(d.id)
+                continue
             docs.pop(d.id, None)  # the last one with an id wins, in its own position
             docs[d.id] = d
-        result = AddResult(documents=len(docs))
+        result.documents = len(docs) + result.empty
         items = list(docs.values())
+        own = {d.id: check_embedding(d.embedding, self._row.dim, f"document {d.id!r}")
+               for d in items if d.embedding is not None}
+        enc = self._use(encoder) if len(own) < len(items) else None  # no model when all bring vectors
         cid, ct, ov = self._row.id, self._row.chunk_tokens, self._row.overlap
         for b in range(0, len(items), max(1, batch_size)):
             batch = items[b : b + batch_size]
@@ -388,7 +359,7 @@ class Collection:
             upserts, meta_only = [], []
             to_embed: list[tuple[Document, str, list[Any]]] = []
             for d in batch:
-                h = content_hash(d.text)
+                h = content_hash(d.text, own.get(d.id))
                 meta = json.dumps(d.metadata, ensure_ascii=False, sort_keys=True)
                 old = existing.get(d.id)
                 if old is not None and old[0] == h:
@@ -400,10 +371,15 @@ class Collection:
                     result.added += 1
                 else:
                     result.updated += 1
+                if d.id in own:  # stored as given: one chunk spanning the text
+                    upserts.append(DocumentWrite(d.id, h, d.text, meta, [ChunkData(0, 0, len(d.text), own[d.id])]))
+                    result.chunks += 1
+                    continue
+                assert enc is not None
                 spans = chunk_text(d.text, enc.token_spans, ct, ov)
                 to_embed.append((d, h, spans))
             texts = [c.text_of(d.text) for d, _, cs in to_embed for c in cs]
-            vecs = encode_normalized(enc, texts) if texts else None
+            vecs = encode_normalized(enc, texts) if texts and enc is not None else None
             k = 0
             for d, h, cs in to_embed:
                 rows = []

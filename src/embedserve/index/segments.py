@@ -50,7 +50,7 @@ class SegmentFiles:
                 offset = committed_rows * self._row_bytes
                 if os.fstat(fd).st_size != offset:
                     os.ftruncate(fd, offset)
-                view = memoryview(data).cast("B")
+                view = data.data.cast("B")
                 while view:
                     written = os.pwrite(fd, view, offset)
                     view, offset = view[written:], offset + written
