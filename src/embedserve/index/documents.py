@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +22,7 @@ import numpy as np
 from embedserve.errors import InvalidInput
 
 FIELDS = ("id", "text", "metadata", "embedding")
+_F32_MAX = float(np.finfo(np.float32).max)
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,7 @@ class Document:
     id: str
     text: str
     metadata: dict[str, Any] = field(default_factory=dict)
-    embedding: tuple[float, ...] | None = None
+    embedding: Sequence[float] | np.ndarray | None = None
 
 
 def content_hash(text: str, embedding: np.ndarray | None = None) -> str:
@@ -47,6 +48,12 @@ def is_empty(d: Document) -> bool:
 
 def check_embedding(value: Any, dim: int, where: str) -> np.ndarray:
     """A user's vector as float32, or :class:`InvalidInput` saying what is wrong with it."""
+    arr = np.asarray(value) if isinstance(value, (list, tuple, np.ndarray)) else None
+    plain = arr is not None and (isinstance(value, np.ndarray) or not any(isinstance(x, bool) for x in value))
+    if plain and arr is not None and arr.ndim == 1 and arr.dtype.kind in "fiu" and len(arr):  # the fast path
+        wide = arr.astype(np.float64, copy=False)
+        if np.all(np.isfinite(wide)) and np.max(np.abs(wide)) <= _F32_MAX and len(arr) == dim and np.any(wide):
+            return arr.astype(np.float32)
     if isinstance(value, np.ndarray):
         value = value.tolist()
     if not isinstance(value, (list, tuple)) or not value:
@@ -58,12 +65,9 @@ def check_embedding(value: Any, dim: int, where: str) -> np.ndarray:
             raise InvalidInput(f"{where}: 'embedding'[{j}] is {x}; values must be finite")
     if len(value) != dim:
         raise InvalidInput(f"{where}: 'embedding' has {len(value)} values; this collection's vectors have {dim}")
-    if max(abs(x) for x in value) > float(np.finfo(np.float32).max):
+    if max(abs(x) for x in value) > _F32_MAX:
         raise InvalidInput(f"{where}: 'embedding' overflows float32")
-    v = np.asarray(value, dtype=np.float32)
-    if not np.any(v):
-        raise InvalidInput(f"{where}: 'embedding' is all zeros; it has no direction to compare")
-    return v
+    raise InvalidInput(f"{where}: 'embedding' is all zeros; it has no direction to compare")
 
 
 def as_document(item: Any, i: int) -> Document:
@@ -92,7 +96,7 @@ def as_document(item: Any, i: int) -> Document:
         if not text.strip() and emb is None:
             doc_id = f"#{i}"  # an empty record without an id: named by its position in the input
         else:
-            doc_id = content_hash(text + ("" if emb is None else json.dumps(list(np.asarray(emb).tolist()))))[:16]
+            doc_id = content_hash(text, None if emb is None else _hashable(emb))[:16]
     if meta is None:
         meta = {}
     if not isinstance(meta, Mapping):
@@ -101,5 +105,11 @@ def as_document(item: Any, i: int) -> Document:
         json.dumps(meta)
     except (TypeError, ValueError) as exc:
         raise InvalidInput(f"document {i}: metadata is not JSON-serialisable ({exc})") from None
-    vec = None if emb is None else tuple(emb.tolist() if isinstance(emb, np.ndarray) else emb)
-    return Document(str(doc_id), text, dict(meta), vec)
+    return Document(str(doc_id), text, dict(meta), emb)
+
+
+def _hashable(emb: Any) -> np.ndarray | None:
+    try:
+        return np.asarray(emb, dtype=np.float32)
+    except (TypeError, ValueError):
+        return None  # not numbers: check_embedding reports it

@@ -190,4 +190,6 @@ def _unit(v: np.ndarray) -> np.ndarray:
     """Rows scaled to unit length (vectors a user brought may not be)."""
     v = np.asarray(v, dtype=np.float32)
     norms = np.linalg.norm(v, axis=1, keepdims=True)
+    if np.all(np.abs(norms - 1) < 1e-6):  # already unit (every vector a model made): no copy
+        return v
     return v / np.where(norms > 0, norms, 1).astype(np.float32)
