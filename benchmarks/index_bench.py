@@ -9,6 +9,16 @@ straight to a collection; queries are perturbed copies of held-out points. Repor
 of one query (top 10) for exact, binary + rescoring, int8 + rescoring and the usearch HNSW index,
 and each one's recall@10 against exact.
 
+``scale``: collections of 100k and 1M chunks grown through the public API (documents that bring
+their own 384-d vectors, clustered as above), measuring what issue 11 asks: the time to add 1 and
+1,000 documents to the full collection (the commit, and the commit plus the next query, which
+brings the reader and the HNSW index up to date), query p50/p99 and recall@10 (against exact) for
+exact, binary and int8 with float32 rescoring and HNSW, resident memory and disk per million
+chunks, and open time (a fresh ``Collection`` loading the collection; the HNSW index built once,
+then loaded from its file after a reopen).
+
+    python benchmarks/index_bench.py scale [--sizes 100000 1000000] [--queries 200]
+
 ``cisi``: indexes CISI (title + " " + abstract) into a chunked (default) and a truncating
 collection, reporting documents/s and chunks/s, then nDCG@10 over the 76 judged queries through
 each collection and through the Embedder directly. Prints one JSON object per section.
@@ -22,6 +32,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -123,6 +134,120 @@ def run_synthetic(sizes: list[int], n_queries: int, dim: int = 384) -> dict[str,
     return out
 
 
+def _rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _disk_mb(folder: Path) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for p in folder.rglob("*"):
+        if p.is_file():
+            key = "segments" if p.suffix == ".f32" else "ann" if p.suffix == ".usearch" else "sqlite"
+            out[key] = out.get(key, 0.0) + p.stat().st_size / 2**20
+    return {k: round(v, 1) for k, v in out.items()}
+
+
+def _timed(fn: Any, repeat: int) -> list[float]:
+    out = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def _stats(xs: list[float]) -> dict[str, float]:
+    return {"p50_ms": round(pct(xs, 50), 2), "p99_ms": round(pct(xs, 99), 2), "max_ms": round(max(xs) * 1000, 2)}
+
+
+def run_scale(sizes: list[int], n_queries: int, dim: int = 384, home: Path | None = None) -> dict[str, object]:
+    """See the module docstring (``scale``)."""
+    from embedserve.index.ann import available
+
+    rng = np.random.default_rng(1)
+    centres = l2_normalize(rng.standard_normal((2000, dim)).astype(np.float32))
+    out: dict[str, object] = {"dim": dim, "queries": n_queries, "results": []}
+    enc = _VectorsOnly(dim)
+    for n in sizes:
+        with tempfile.TemporaryDirectory(dir=home) as tmp:
+            settings = Settings(home=Path(tmp))
+            row: dict[str, Any] = {"chunks": n}
+            rss0 = _rss_mb()
+            col = Collection.open("scale", settings=settings, encoder=enc)  # type: ignore[arg-type]
+            t0 = time.perf_counter()
+            step = 20_000
+            for i in range(0, n, step):
+                vecs = synthetic_vectors(min(step, n - i), dim, rng, centres)
+                col.add([{"id": str(i + j), "text": f"doc {i + j}", "embedding": v} for j, v in enumerate(vecs)],
+                        batch_size=step)
+            row["fill_s"] = round(time.perf_counter() - t0, 1)
+            row["fill_docs_per_s"] = round(n / (time.perf_counter() - t0))
+            col.close()
+            # open: a fresh Collection loads the whole collection once (the reader's first delta)
+            t0 = time.perf_counter()
+            col = Collection.open("scale", settings=settings, encoder=enc)  # type: ignore[arg-type]
+            queries = synthetic_vectors(n_queries, dim, rng, centres)
+            col.search_vectors(queries[:1], 10, strategy="exact")
+            row["open_s"] = round(time.perf_counter() - t0, 2)
+            row["rss_after_open_mb"] = round(_rss_mb() - rss0)
+            strategies = ["exact", "binary", "int8"] + (["ann"] if available() else [])
+            truth: list[set[str]] = []
+            for strategy in strategies:
+                t0 = time.perf_counter()
+                col.search_vectors(queries[:1], 10, strategy=strategy)  # builds codes / the HNSW index
+                if strategy == "ann":
+                    row["ann_build_s"] = round(time.perf_counter() - t0, 1)
+                    row["rss_with_ann_mb"] = round(_rss_mb() - rss0)
+                lat, got = [], []
+                for q in queries:
+                    t0 = time.perf_counter()
+                    (hits,) = col.search_vectors(q[None, :], 10, strategy=strategy)
+                    lat.append(time.perf_counter() - t0)
+                    got.append({h.id for h in hits})
+                if strategy == "exact":
+                    truth = got
+                recall = float(np.mean([len(a & b) / 10 for a, b in zip(truth, got)]))
+                row[strategy] = {"p50_ms": round(pct(lat, 50), 2), "p99_ms": round(pct(lat, 99), 2),
+                                 "recall@10": round(recall, 4)}
+                print(json.dumps({strategy: row[strategy]}), file=sys.stderr, flush=True)
+            # writes to the full collection
+            last = "ann" if available() else "exact"
+            counter = iter(range(10**9))
+
+            def add(k: int) -> None:
+                base = next(counter) * 10_000
+                vecs = synthetic_vectors(k, dim, rng, centres)
+                col.add([{"id": f"new-{base + j}", "text": "new", "embedding": v} for j, v in enumerate(vecs)],
+                        batch_size=max(k, 1))
+
+            def add_then_query(k: int) -> None:
+                add(k)
+                col.search_vectors(queries[:1], 10, strategy=last)
+
+            row["add_1"] = _stats(_timed(lambda: add(1), 30))
+            row["add_1_then_query"] = _stats(_timed(lambda: add_then_query(1), 30))
+            row["add_1000"] = _stats(_timed(lambda: add(1000), 5))
+            row["add_1000_then_query"] = _stats(_timed(lambda: add_then_query(1000), 5))
+            print(json.dumps({k: row[k] for k in row if k.startswith("add")}), file=sys.stderr, flush=True)
+            col.close()  # saves the HNSW index
+            row["disk_mb"] = _disk_mb(settings.collections_dir)
+            if available():
+                t0 = time.perf_counter()
+                col = Collection.open("scale", settings=settings, encoder=enc)  # type: ignore[arg-type]
+                col.search_vectors(queries[:1], 10, strategy="ann")
+                row["open_with_saved_ann_s"] = round(time.perf_counter() - t0, 2)
+                assert col._ann is not None
+                row["ann_loaded_not_rebuilt"] = bool(col._ann.loaded)
+                row["ann_reconciled"] = col._ann.last_sync
+                col.close()
+            out["results"].append(row)  # type: ignore[attr-defined]
+            print(json.dumps(row), file=sys.stderr, flush=True)
+    return out
+
+
 def run_cisi(model: str, data_dir: Path | None, which: list[str]) -> dict[str, object]:
     from embedserve.config import load
     from embedserve.embedder import Embedder
@@ -178,6 +303,10 @@ def main() -> None:
     sy = sub.add_parser("synthetic")
     sy.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     sy.add_argument("--queries", type=int, default=200)
+    sc = sub.add_parser("scale")
+    sc.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
+    sc.add_argument("--queries", type=int, default=200)
+    sc.add_argument("--home", type=Path, default=None, help="folder for the temporary collections")
     ci = sub.add_parser("cisi")
     ci.add_argument("--model", default="all-minilm")
     ci.add_argument("--data-dir", type=Path, default=None)
@@ -186,6 +315,8 @@ def main() -> None:
     args = ap.parse_args()
     if args.what == "synthetic":
         res = run_synthetic(args.sizes, args.queries)
+    elif args.what == "scale":
+        res = run_scale(args.sizes, args.queries, home=args.home)
     else:
         res = run_cisi(args.model, args.data_dir, args.only)
     print(json.dumps(res, indent=2))
