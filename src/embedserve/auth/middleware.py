@@ -46,6 +46,13 @@ _PUBLIC = {
     ("GET", "/health"),
     ("HEAD", "/health"),
 }
+
+
+def is_public(method: str, path: str) -> bool:
+    """Routes that answer without a key (the OpenAPI document leaves 401/403/429 off them)."""
+    return (method.upper(), path) in _PUBLIC
+
+
 _ADMIN_PATHS = (
     "/metrics",
     "/api/pull",

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from embedserve.auth.middleware import PRINCIPAL_KEY
 from embedserve.server.errors import HTTPError
+from embedserve.server.openapi import ANY_OBJ, STR, Op, array, obj, route
 from embedserve.server.responses import JSON
 
 
@@ -19,4 +19,9 @@ async def usage(request: Request) -> Response:
     return JSON(service.report(principal))
 
 
-ROUTES = [Route("/api/usage", usage, methods=["GET"])]
+ROUTES = [
+    route("/api/usage", usage, ["GET"], Op(
+        "The calling key's plan, usage windows (used, remaining, reset times) and limits",
+        ok=obj(["name", "plan", "windows"], name=STR, plan=ANY_OBJ, windows=ANY_OBJ,
+               requests_per_minute=ANY_OBJ, models_in_flight=array(STR)), errors=(404,), tags=["auth"])),
+]

@@ -18,17 +18,20 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute
 
 from embedserve.cache import open_cache
 from embedserve.cache.metrics import cache_series
 from embedserve.config import Settings, cpu_quota
 from embedserve.engine.base import Engine
 from embedserve.server import routes_collections, routes_ollama, routes_openai
+from embedserve.server.admission import AdmissionMiddleware
 from embedserve.server.errors import EXCEPTION_HANDLERS, handle_error
+from embedserve.server.openapi import STR, Op, document, obj, route
 from embedserve.server.middleware import GuardMiddleware, is_loopback_bind
 from embedserve.server.responses import JSON
 from embedserve.server.state import ServerState
+from embedserve.service.admission import Admission
 from embedserve.service.manager import ModelManager
 from embedserve.service.metrics import Metrics
 
@@ -43,9 +46,35 @@ async def metrics(request: Request) -> Response:
     return Response(state.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
 
+def _no_errors(path: str, method: str) -> tuple[int, ...]:
+    return ()
+
+
+def _auth_errors(path: str, method: str) -> tuple[int, ...]:
+    from embedserve.auth.middleware import is_public
+
+    return () if is_public(method, path) else (401, 403, 429)
+
+
+async def openapi_json(request: Request) -> Response:
+    doc = getattr(request.app.state, "openapi", None)
+    if doc is None:  # built once, from the app's own route table
+        from embedserve import __version__
+
+        extra = _auth_errors if getattr(request.app.state, "auth", None) is not None else _no_errors
+        doc = request.app.state.openapi = document(
+            request.app.routes, version=__version__, extra_errors=extra
+        )
+    return JSON(doc)
+
+
 OPS_ROUTES = [
-    Route("/health", health, methods=["GET", "HEAD"]),
-    Route("/metrics", metrics, methods=["GET"]),
+    route("/health", health, ["GET", "HEAD"], Op("Health: each resident model's state", ok=obj(["status"]),
+          errors=(), tags=["ops"])),
+    route("/metrics", metrics, ["GET"], Op("Prometheus metrics", ok_media={"text/plain": STR}, errors=(),
+          tags=["ops"])),
+    route("/openapi.json", openapi_json, ["GET"], Op("This document", ok=obj(["openapi", "paths"]),
+          errors=(), tags=["ops"])),
 ]
 
 
@@ -97,7 +126,8 @@ def create_app(
         if cache is not None:
             metrics_.add(*cache_series(cache))
         app.state.embedserve = ServerState(
-            cfg, manager, store, metrics_, executor, io_executor, cache
+            cfg, manager, store, metrics_, executor, io_executor, cache,
+            admission=Admission(manager.batchers),
         )
         if auth is not None:
             await auth.start()
@@ -135,6 +165,7 @@ def create_app(
             ),
             *auth_room.middleware(auth, settings),
             *remote_room.middleware(settings),
+            Middleware(AdmissionMiddleware),
         ],
     )
     app.state.auth = auth

@@ -63,6 +63,12 @@ _TABLE: tuple[tuple[type[BaseException], int, Callable[[BaseException], str]], .
 _OPENAI_TYPES = {400: "invalid_request_error", 404: "not_found_error"}
 
 
+OVERLOAD_BODY_OLLAMA = orjson.dumps({"error": OVERLOADED_MESSAGE})
+OVERLOAD_BODY_OPENAI = orjson.dumps(
+    {"error": {"message": OVERLOADED_MESSAGE, "type": "api_error", "param": None, "code": None}}
+)
+
+
 def status_and_message(exc: BaseException) -> tuple[int, str]:
     if isinstance(exc, HTTPError):
         return exc.status, exc.message
@@ -76,13 +82,18 @@ def _json(body: object, status: int, headers: dict[str, str] | None = None) -> R
     return Response(orjson.dumps(body), status, headers, media_type="application/json")
 
 
+def _retry(status: int) -> dict[str, str] | None:
+    return {"Retry-After": "1"} if status == 503 else None  # a full queue drains in about a second
+
+
 def ollama_body(status: int, message: str) -> Response:
-    return _json({"error": message}, status)
+    return _json({"error": message}, status, _retry(status))
 
 
 def openai_body(status: int, message: str) -> Response:
     kind = _OPENAI_TYPES.get(status, "api_error")
-    return _json({"error": {"message": message, "type": kind, "param": None, "code": None}}, status)
+    body = {"error": {"message": message, "type": kind, "param": None, "code": None}}
+    return _json(body, status, _retry(status))
 
 
 def is_openai_path(path: str) -> bool:
@@ -91,7 +102,7 @@ def is_openai_path(path: str) -> bool:
 
 def error_response(exc: BaseException, path: str) -> Response:
     status, message = status_and_message(exc)
-    if status >= 500:
+    if status >= 500 and status != 503:  # a full queue is expected under load: no log line per refusal
         log.error("%s failed: %s", path, message, exc_info=not isinstance(exc, EmbedServeError))
     return openai_body(status, message) if is_openai_path(path) else ollama_body(status, message)
 

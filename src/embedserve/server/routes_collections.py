@@ -19,7 +19,6 @@ from typing import Any
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
-from starlette.routing import Route
 
 from embedserve.cache import EmbeddingCache
 from embedserve.cache.serve import embed_cached
@@ -28,6 +27,7 @@ from embedserve.errors import CollectionError, CollectionNotFound, InvalidInput,
 from embedserve.index.collection import Collection, check_name, model_key
 from embedserve.server.body import read_json
 from embedserve.server.errors import status_and_message
+from embedserve.server.openapi import ANY_OBJ, BOOL, INT, MODEL, NUM, STR, TEXT, Op, Schema, array, obj, route
 from embedserve.server.responses import JSON
 from embedserve.server.state import ServerState
 from embedserve.vectors import l2_normalize
@@ -310,13 +310,37 @@ async def ask(request: Request) -> Response:
     return StreamingResponse(lines(), media_type="application/x-ndjson")
 
 
+_WHERE: Schema = {"type": "object", "description": "a Chroma-style metadata filter"}
+_INFO = obj(["name", "model", "dim", "documents", "chunks"], name=STR, model=STR, digest=STR, dim=INT,
+            max_tokens=INT, chunk_tokens=INT, overlap=INT, documents=INT, chunks=INT)
+_HIT = obj(["id", "score"], id=STR, score=NUM, text=STR, metadata=ANY_OBJ, chunk=ANY_OBJ)
+_DOC = obj(["text"], id=STR, text=TEXT, metadata=ANY_OBJ)
+_TAGS = ["collections"]
+
 ROUTES = [
-    Route("/api/collections", create_collection, methods=["POST"]),
-    Route("/api/collections", list_collections, methods=["GET"]),
-    Route("/api/collections/{name}", get_collection, methods=["GET"]),
-    Route("/api/collections/{name}", delete_collection, methods=["DELETE"]),
-    Route("/api/collections/{name}/documents", add_documents, methods=["POST"]),
-    Route("/api/collections/{name}/documents", delete_documents, methods=["DELETE"]),
-    Route("/api/collections/{name}/query", query, methods=["POST"]),
-    Route("/api/collections/{name}/ask", ask, methods=["POST"]),
+    route("/api/collections", create_collection, ["POST"], Op(
+        "Create (or open) a collection", ok_status=201, ok=_INFO,
+        body=obj(["name"], name={"type": "string", "examples": ["notes"]}, model=MODEL, chunk_tokens=INT, overlap=INT),
+        errors=(200, 400, 404, 413, 503), tags=_TAGS)),
+    route("/api/collections", list_collections, ["GET"], Op(
+        "List collections", ok=obj(["collections"], collections=array(_INFO)), errors=(), tags=_TAGS)),
+    route("/api/collections/{name}", get_collection, ["GET"], Op(
+        "A collection's details", ok=_INFO, errors=(400, 404), tags=_TAGS)),
+    route("/api/collections/{name}", delete_collection, ["DELETE"], Op(
+        "Delete a collection", ok=obj(["deleted"], deleted=STR), errors=(400, 404), tags=_TAGS)),
+    route("/api/collections/{name}/documents", add_documents, ["POST"], Op(
+        "Add or update documents (chunked and embedded)", body=obj(["documents"], documents=array(_DOC)),
+        ok=obj(["collection"], collection=STR, added=INT, updated=INT, unchanged=INT, chunks=INT),
+        errors=(400, 404, 413, 503), tags=_TAGS)),
+    route("/api/collections/{name}/documents", delete_documents, ["DELETE"], Op(
+        "Delete documents by id or filter", body=obj(ids=array(STR), where=_WHERE),
+        ok=obj(["deleted"], deleted=INT), errors=(400, 404, 413), tags=_TAGS)),
+    route("/api/collections/{name}/query", query, ["POST"], Op(
+        "Semantic search", body=obj(query=TEXT, queries=array(TEXT), top_k=INT, where=_WHERE),
+        ok=obj(["results"], results={"anyOf": [array(_HIT), array(array(_HIT))]}),
+        errors=(400, 404, 413, 503), tags=_TAGS)),
+    route("/api/collections/{name}/ask", ask, ["POST"], Op(
+        "Retrieve, then answer with the configured LLM (NDJSON stream unless stream is false)",
+        body=obj(["question"], question=STR, top_k=INT, where=_WHERE, stream=BOOL, llm_model=STR),
+        ok=ANY_OBJ, ok_media={"application/x-ndjson": STR}, errors=(400, 404, 413, 502, 503), tags=_TAGS)),
 ]

@@ -11,13 +11,13 @@ from typing import Any
 import orjson
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response, StreamingResponse
-from starlette.routing import Route
 
 from embedserve import __version__
 from embedserve.durations import parse_keep_alive
 from embedserve.errors import EmbedServeError, InvalidInput, InvalidModelName, ModelNotFound
 from embedserve.server.body import check_options, get_bool, get_int, get_str, read_json
 from embedserve.server.errors import HTTPError, status_and_message
+from embedserve.server.openapi import ANY_OBJ, BOOL, INT, MODEL, NUM, STR, TEXT, Op, Schema, array, obj, route
 from embedserve.server.responses import JSON
 from embedserve.server.state import (
     ServerState,
@@ -264,15 +264,42 @@ async def root(request: Request) -> Response:
     return PlainTextResponse("Ollama is running")
 
 
+KEEP_ALIVE: Schema = {"type": ["string", "number"], "description": 'a duration ("5m", "1h30m") or seconds; negative keeps the model loaded'}
+OPTIONS: Schema = {"type": "object", "description": "model options; num_ctx narrows the window"}
+MODEL_REF = obj(model=MODEL, name=MODEL)
+_TAG = obj(["name", "model", "size", "digest", "details"], name=STR, model=STR, size=INT, digest=STR,
+           modified_at=STR, details=ANY_OBJ)
+
 ROUTES = [
-    Route("/", root, methods=["GET", "HEAD"]),
-    Route("/api/version", version, methods=["GET", "HEAD"]),
-    Route("/api/embed", embed, methods=["POST"]),
-    Route("/api/embeddings", embeddings, methods=["POST"]),
-    Route("/api/tags", tags, methods=["GET", "HEAD"]),
-    Route("/api/show", show_route, methods=["POST"]),
-    Route("/api/ps", ps, methods=["GET"]),
-    Route("/api/pull", pull, methods=["POST"]),
-    Route("/api/delete", delete, methods=["DELETE"]),
-    Route("/api/copy", copy, methods=["POST"]),
+    route("/", root, ["GET", "HEAD"], Op("Liveness: answers 'Ollama is running'",
+          ok_media={"text/plain": STR}, errors=())),
+    route("/api/version", version, ["GET", "HEAD"], Op("Server version", ok=obj(["version"], version=STR),
+          errors=())),
+    route("/api/embed", embed, ["POST"], Op(
+        "Embed one text or a list of texts",
+        body=obj(["model"], model=MODEL, input={"anyOf": [TEXT, array(TEXT), {"type": "null"}]}, truncate=BOOL,
+                 dimensions=INT, keep_alive=KEEP_ALIVE, options=OPTIONS),
+        ok=obj(["model", "embeddings"], model=STR, embeddings=array(array(NUM)), total_duration=INT,
+               load_duration=INT, prompt_eval_count=INT),
+        errors=(400, 404, 413, 503), tags=["ollama"])),
+    route("/api/embeddings", embeddings, ["POST"], Op(
+        "Embed one prompt (Ollama's older endpoint)",
+        body=obj(["model"], model=MODEL, prompt=TEXT, keep_alive=KEEP_ALIVE, options=OPTIONS),
+        ok=obj(["embedding"], embedding=array(NUM)), errors=(400, 404, 413, 503), tags=["ollama"])),
+    route("/api/tags", tags, ["GET", "HEAD"], Op("Installed models", ok=obj(["models"], models=array(_TAG)),
+          errors=(), tags=["ollama"])),
+    route("/api/show", show_route, ["POST"], Op("A model's details", body=MODEL_REF, ok=ANY_OBJ,
+          errors=(400, 404, 413), tags=["ollama"])),
+    route("/api/ps", ps, ["GET"], Op("Models loaded in memory", ok=obj(["models"], models=array(ANY_OBJ)),
+          errors=(), tags=["ollama"])),
+    route("/api/pull", pull, ["POST"], Op(
+        "Pull a model (NDJSON progress stream unless stream is false)",
+        body=obj(model=MODEL, name=MODEL, insecure=BOOL, stream=BOOL),
+        ok=obj(["status"], status=STR), ok_media={"application/x-ndjson": STR},
+        errors=(400, 404, 413, 500), tags=["ollama"])),
+    route("/api/delete", delete, ["DELETE"], Op("Delete a model", body=MODEL_REF, errors=(400, 404, 413),
+          tags=["ollama"])),
+    route("/api/copy", copy, ["POST"], Op("Copy a model under a new name",
+          body=obj(["source", "destination"], source=MODEL, destination=MODEL), errors=(400, 404, 413),
+          tags=["ollama"])),
 ]

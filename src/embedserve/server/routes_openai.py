@@ -11,11 +11,11 @@ from typing import Any
 import numpy as np
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from embedserve.errors import InvalidModelName
 from embedserve.server.body import get_int, get_str, read_json
 from embedserve.server.errors import HTTPError
+from embedserve.server.openapi import ANY_OBJ, INT, MODEL, NUM, STR, TEXT, Op, array, obj, route
 from embedserve.server.responses import JSON
 from embedserve.server.routes_ollama import _state
 from embedserve.server.state import check_count, check_name, embed_texts, finish_vectors
@@ -115,8 +115,20 @@ async def model(request: Request) -> Response:
     return JSON(_model_object(found, model_id))
 
 
+_MODEL = obj(["id", "object", "created", "owned_by"], id=STR, object=STR, created=INT, owned_by=STR)
+
 ROUTES = [
-    Route("/v1/embeddings", embeddings, methods=["POST"]),
-    Route("/v1/models", models, methods=["GET"]),
-    Route("/v1/models/{model:path}", model, methods=["GET"]),
+    route("/v1/embeddings", embeddings, ["POST"], Op(
+        "OpenAI embeddings",
+        body=obj(["model", "input"], model=MODEL,
+                 input={"anyOf": [TEXT, array(TEXT), array(INT), array(array(INT))]},
+                 encoding_format={"type": "string", "enum": ["float", "base64"]}, dimensions=INT, user=STR),
+        ok=obj(["object", "data", "model", "usage"], object=STR, model=STR, usage=ANY_OBJ,
+               data=array(obj(["object", "embedding", "index"], object=STR, index=INT,
+                              embedding={"anyOf": [array(NUM), STR]}))),
+        errors=(400, 404, 413, 503), tags=["openai"], openai=True)),
+    route("/v1/models", models, ["GET"], Op("OpenAI model list", ok=obj(["object", "data"], object=STR,
+          data=array(_MODEL)), errors=(), tags=["openai"], openai=True)),
+    route("/v1/models/{model:path}", model, ["GET"], Op("One OpenAI model", ok=_MODEL, errors=(404,),
+          tags=["openai"], openai=True)),
 ]

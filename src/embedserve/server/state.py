@@ -16,6 +16,7 @@ from embedserve.cache.serve import embed_cached
 from embedserve.config import Settings
 from embedserve.errors import InvalidModelName, ModelNotFound, TooManyInputs
 from embedserve.server.errors import HTTPError
+from embedserve.service.admission import Admission
 from embedserve.service.manager import ModelManager, ResidentModel
 from embedserve.service.metrics import Metrics
 from embedserve.store.names import canonical
@@ -36,6 +37,7 @@ class ServerState:
     executor: Executor  # model work: loads, tokenisation, inference
     io_executor: Executor  # store work: pulls, deletes, listings
     cache: EmbeddingCache | None = None  # between the routes and the batchers
+    admission: Admission | None = None  # refuses embed requests before parsing when queues are full
 
     async def in_io(self, fn: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.io_executor, fn, *args)

@@ -141,6 +141,7 @@ class Batcher:
         self.metrics = metrics
         self.on_crash = on_crash
         self.state = "ready"  # "ready" | "failed" | "closed"
+        self.last_n = 0  # inputs in the last submitted request
         self.error: BaseException | None = None
         self._executor = executor
         self._queue: deque[_Item] = deque()
@@ -191,6 +192,7 @@ class Batcher:
             future.set_result((empty, 0, []) if counts else (empty, 0))
             return future
         pending = len(self._queue)
+        self.last_n = n  # admission control predicts the next request's size from it
         if pending and pending + n > self.max_queue:
             if self.metrics is not None:
                 self.metrics.overloaded.inc(1, (self.name,))

@@ -85,6 +85,10 @@ class ModelManager:
             metrics.queue_depth.collect = self._depths
             metrics.loaded.collect = self._states
 
+    def batchers(self) -> list[Batcher]:
+        """The resident models' batchers (admission control reads their depths)."""
+        return [m.batcher for m in self.models.values() if m.batcher is not None]
+
     def _depths(self) -> list[tuple[tuple[str, ...], float]]:
         return [((k,), float(m.batcher.depth)) for k, m in self.models.items() if m.batcher]
 
