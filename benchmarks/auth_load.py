@@ -1,7 +1,7 @@
 """The 20-key, mixed-plan load run: plan limits hold under concurrency (bounded, loopback only).
 
 A server with auth on (uvicorn in a thread of this process, so a monitor can watch it from the
-inside) serves 12 models; 20 keys (8 Free, 7 Pro, 5 Max by default) each run several client
+inside) serves 12 models (``--models``); 20 keys (8 Free, 7 Pro, 5 Max by default) each run several client
 connections that pick a random model and a random 1-8 texts per request, as fast as the server
 answers, for ``--seconds`` (and at most ``--max-requests`` in all). Plans come from a TOML (plans
 are data) with small budgets, so the Free keys run out of their session budget during the run.
@@ -144,7 +144,7 @@ def build_app(args: argparse.Namespace, tmp: Path) -> tuple[Any, Any, list[str],
     plans = load_plans(plans_file)
     store = SQLiteKeyStore(tmp / "auth")
     service = AuthService(store, plans)
-    models = [f"m{i:02d}" for i in range(12)]
+    models = [f"m{i:02d}" for i in range(args.models)]
     settings = Settings(home=tmp / "home", max_loaded_models=16, auth=True, max_queue=4096)
     if args.engine == "real":
         from embedserve.store.local import ModelStore
@@ -197,7 +197,15 @@ async def client_loop(
             ]
             body = json.dumps({"model": rng.choice(models), "input": texts}).encode()
             t0 = time.perf_counter()
-            status, payload = await client.post(body)
+            try:
+                status, payload = await client.post(body)
+            except (asyncio.IncompleteReadError, ConnectionError):
+                # the server closed an idle keep-alive connection (its 5 s timeout) while this
+                # loop was starved of CPU: count it, open a new one, send again
+                stats[plan]["reconnects"] += 1
+                await client.close()
+                client = KeyClient(url, "/api/embed", key)
+                continue
             if status == 200:
                 latencies.append(time.perf_counter() - t0)
                 stats[plan]["ok"] += 1
@@ -230,6 +238,7 @@ def main() -> int:
     p.add_argument("--pro", type=int, default=7)
     p.add_argument("--max", type=int, default=5)
     p.add_argument("--connections", type=int, default=4, help="per key (Max keys get 3x)")
+    p.add_argument("--models", type=int, default=12, help="models served (tags of one model)")
     p.add_argument(
         "--free-session",
         type=float,
