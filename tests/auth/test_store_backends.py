@@ -21,10 +21,7 @@ def opener(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[
     if request.param == "sqlite":
         yield lambda: SQLiteKeyStore(tmp_path)
         return
-    try:
-        url = request.getfixturevalue("pg_url")
-    except pytest.FixtureLookupError:
-        pytest.skip("the PostgreSQL test server fixture (tests/pgkit.py: pg_url) is not here")
+    url = request.getfixturevalue("pg_url")  # tests/pgkit.py: a real PostgreSQL on loopback
     from embedserve.auth.postgres_store import PostgresKeyStore
 
     yield lambda: PostgresKeyStore(url)
@@ -120,3 +117,22 @@ def test_two_servers_on_one_store_share_the_meter(opener: Callable[[], KeyStore]
         time.sleep(0.6)  # a's flush reads back b's rows too
         usage = httpx.get(a + "/api/usage", headers=headers).json()["windows"]["session"]
         assert usage["requests"] == 6 and usage["inputs"] == 6
+
+
+@pytest.mark.postgres
+def test_cli_keys_use_the_database_url(
+    pg_url: str, home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from clikit import run
+
+    from embedserve.auth.postgres_store import PostgresKeyStore
+
+    monkeypatch.setenv("EMBEDSERVE_DATABASE_URL", pg_url)
+    code, out, err = run(capsys, "keys", "create", "--plan", "max", "--name", "pg")
+    assert code == 0, err
+    key = out.strip().splitlines()[-1]
+    record = PostgresKeyStore(pg_url).find("pg")
+    assert record is not None and record.plan == "max" and key not in record.hash
+    assert not (home / "auth.db").exists()  # not SQLite
+    code, out, _ = run(capsys, "keys", "list")
+    assert "pg" in out and key not in out
