@@ -46,6 +46,16 @@ class OffloadMiddleware:
         return self._client
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":  # close the remote connections when the server stops
+
+            async def send_closing(message: Message) -> None:
+                if message["type"] == "lifespan.shutdown.complete" and self._client is not None:
+                    await self._client.aclose()
+                    self._client = None
+                await send(message)
+
+            await self.app(scope, receive, send_closing)
+            return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
