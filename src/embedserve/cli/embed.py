@@ -174,6 +174,19 @@ def write_output(vectors: np.ndarray, source: Texts, args: argparse.Namespace, m
 
 
 def cmd_embed(args: argparse.Namespace) -> int:
+    if args.ray is not None:
+        from embedserve.cli.embed_ray import cmd_embed_ray
+
+        return cmd_embed_ray(args)
+    for flag, value in (("--shard-rows", args.shard_rows), ("--actor-threads", args.actor_threads)):
+        if value is not None:
+            raise InvalidInput(f"{flag} needs --ray")
+    if args.format == "parquet":
+        raise InvalidInput("--format parquet needs --ray (sharded output)")
+    if args.input and len(args.input) > 1:
+        raise InvalidInput("several --input files need --ray (sharded output into a directory)")
+    args.input = args.input[0] if args.input else None
+    args.format = args.format or "jsonl"
     if args.format == "npy" and not args.output:
         raise InvalidInput("--format npy writes binary data: give --output FILE")
     if args.dimensions is not None and args.dimensions < 1:
@@ -234,21 +247,40 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "-i",
         "--input",
         metavar="FILE",
-        help='one text per line, or JSONL with a "text" field; - for stdin',
+        nargs="+",
+        help='one text per line, or JSONL with a "text" field; - for stdin '
+        "(with --ray: files or URIs, JSONL, Parquet, CSV or text)",
     )
-    p.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
+    p.add_argument(
+        "-o", "--output", metavar="FILE", help="write here instead of stdout (--ray: a directory)"
+    )
     p.add_argument(
         "-f",
         "--format",
-        choices=FORMATS,
-        default="jsonl",
-        help="output format (npy needs --output)",
+        choices=(*FORMATS, "parquet"),
+        default=None,
+        help="output format (default jsonl; npy needs --output; --ray: parquet, npy or jsonl, "
+        "default parquet)",
     )
     p.add_argument(
         "--dimensions", type=int, metavar="N", help="keep the first N dimensions (re-normalised)"
     )
     p.add_argument(
         "--no-truncate", action="store_true", help="fail on texts longer than the model's window"
+    )
+    r = p.add_argument_group("corpus embedding on Ray (needs the [ray] extra)")
+    r.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="ADDR",
+        help="embed --input files with Ray Data into sharded, resumable output in --output DIR "
+        "(ADDR: a cluster to join; default: a local Ray instance)",
+    )
+    r.add_argument("--shard-rows", type=int, metavar="N", help="rows per output shard (1024)")
+    r.add_argument(
+        "--actor-threads", type=int, metavar="T", help="CPUs and engine threads per actor (1)"
     )
     p.set_defaults(func=cmd_embed)
 

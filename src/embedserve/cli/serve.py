@@ -93,9 +93,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     cache = open_cache(settings)  # a bad EMBEDSERVE_REDIS_URL: one line and exit 1, before pulling
     if cache is not None:
         cache.close()
+    plan = _ray_plan(args)
     store = ModelStore.from_settings(settings)
     if not args.no_pull:
         ensure_default_model(settings, store)
+    if plan is not None:
+        from embedserve.ray.serving import serve_forever
+
+        serve_forever(settings, plan, args.ray_address, grace=args.grace)
+        return 0
     app = create_app(settings, store=store)
     scheme = "https" if args.tls_cert else "http"
     mode = " (auth on)" if settings.auth else ""
@@ -106,6 +112,40 @@ def cmd_serve(args: argparse.Namespace) -> int:
     ):
         raise EmbedServeError(f"could not listen on {settings.host}:{settings.port}")
     return 0
+
+
+def _ray_plan(args: argparse.Namespace) -> object | None:
+    """The Ray Serve plan for ``--ray``; Ray-only flags without ``--ray`` are an error."""
+    ray_only = [
+        flag
+        for flag, value in (
+            ("--ray-address", args.ray_address),
+            ("--replicas", args.replicas),
+            ("--autoscale", args.autoscale),
+            ("--replica-threads", args.replica_threads),
+        )
+        if value is not None
+    ]
+    if not args.ray:
+        if ray_only:
+            raise InvalidInput(f"{ray_only[0]} needs --ray")
+        return None
+    try:
+        from embedserve.ray.app import Plan
+        from embedserve.ray.serving import parse_autoscale
+    except ImportError:
+        raise EmbedServeError(
+            "--ray needs Ray: pip install 'embedserve[ray]'"
+        ) from None
+    if args.replicas is not None and args.autoscale is not None:
+        raise InvalidInput("give --replicas N or --autoscale MIN:MAX, not both")
+    if args.replicas is not None and args.replicas < 1:
+        raise InvalidInput(f"--replicas must be at least 1, got {args.replicas}")
+    threads = 1 if args.replica_threads is None else args.replica_threads
+    if threads < 1:
+        raise InvalidInput(f"--replica-threads must be at least 1, got {threads}")
+    autoscale = parse_autoscale(args.autoscale) if args.autoscale else None
+    return Plan(replicas=args.replicas or 1, autoscale=autoscale, threads=threads)
 
 
 def run(
@@ -164,5 +204,6 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     p.add_argument(
         "--remote", help="offload NAME-cloud / NAME:cloud models to this embedserve URL"
+    plan = _ray_plan(args)
     )
     p.set_defaults(func=cmd_serve)

@@ -94,10 +94,16 @@ def create_app(
     store: Any = None,
     extra_routes: Sequence[BaseRoute] = (),
     auth: Any = None,
+    manager_factory: Callable[[Settings, ThreadPoolExecutor, Metrics], Any] | None = None,
+    collection_routes: Sequence[BaseRoute] | None = None,
 ) -> Starlette:
     """The server app. ``loader(name) -> Engine`` blocks (it runs in a worker thread).
 
     ``auth`` (an ``embedserve.auth.AuthService``) turns on API keys; ``settings.auth`` builds one.
+    ``manager_factory(settings, executor, metrics)`` replaces the in-process
+    :class:`ModelManager` with anything of the same shape (``embedserve.ray`` passes one whose
+    models live in Ray Serve replicas); ``collection_routes`` replaces the collection routes
+    (``embedserve.ray`` refuses them on a multi-node cluster without a shared store).
     """
     if settings is None:
         from embedserve.config import load
@@ -121,7 +127,10 @@ def create_app(
         threads = cfg.threads or cpu_quota()
         executor = ThreadPoolExecutor(max(2, threads), thread_name_prefix="embedserve-model")
         io_executor = ThreadPoolExecutor(4, thread_name_prefix="embedserve-store")
-        manager = ModelManager(cfg, engine_loader, executor, metrics=metrics_)
+        if manager_factory is not None:
+            manager = manager_factory(cfg, executor, metrics_)
+        else:
+            manager = ModelManager(cfg, engine_loader, executor, metrics=metrics_)
         cache = open_cache(cfg)  # a bad EMBEDSERVE_REDIS_URL stops the start, with its message
         if cache is not None:
             metrics_.add(*cache_series(cache))
@@ -145,7 +154,7 @@ def create_app(
     routes: list[BaseRoute] = [
         *routes_ollama.ROUTES,
         *routes_openai.ROUTES,
-        *routes_collections.ROUTES,
+        *(routes_collections.ROUTES if collection_routes is None else collection_routes),
         *OPS_ROUTES,
         *auth_room.ROUTES,
         *extra_routes,

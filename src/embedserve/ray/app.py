@@ -1,0 +1,152 @@
+"""The Serve application: ingress (the whole HTTP app) -> replicas (models) and a board.
+
+* **ingress** runs :func:`embedserve.server.app.create_app` unchanged: routes, middleware (host
+  guard, CORS, and whatever else the app carries), error table, NDJSON streaming. Only its manager
+  is a :class:`~embedserve.ray.remote.RemoteManager`. It reserves no CPU: it parses and encodes
+  JSON while the replicas run the engines.
+* **replica** (``Replica``): ``threads`` CPUs each, ``replicas`` of them or autoscaled on
+  ongoing requests per replica (Serve's queue-depth signal) between ``MIN:MAX``.
+* **board** (``Board``): replica reports for ``/health``, ``/api/ps``, ``/metrics``.
+
+``build(...)`` returns the bound application for ``serve.run``; ``app_builder(args)`` is the same
+from a dict, for ``serve run embedserve.ray.app:app_builder`` and KubeRay's RayService.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ray import serve
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from embedserve.config import Settings
+from embedserve.ray.board import Board
+from embedserve.ray.remote import RemoteManager
+from embedserve.ray.replica import LoaderFactory, Replica
+from embedserve.server.errors import error_response
+from embedserve.server.errors import HTTPError
+
+StoreFactory = Callable[[Settings], Any]
+
+APP_NAME = "embedserve"
+# Each replica's batcher merges concurrent requests, so it must see many at once (Serve's default
+# of a few would starve the batcher); autoscaling aims at this many in flight per replica.
+MAX_ONGOING = 1024
+TARGET_ONGOING = 32
+
+
+@dataclass(frozen=True)
+class Plan:
+    replicas: int = 1
+    autoscale: tuple[int, int] | None = None  # (min, max) replicas
+    threads: int = 1  # CPUs (and engine threads) per replica
+    collections_refusal: str = ""  # non-empty: collection routes answer 503 with this text
+
+
+def refusal_routes(message: str) -> list[BaseRoute]:
+    async def refuse(request: Request) -> Response:
+        return error_response(HTTPError(503, message), request.url.path)
+
+    methods = ["GET", "POST", "DELETE"]
+    return [
+        Route("/api/collections", refuse, methods=methods),
+        Route("/api/collections/{rest:path}", refuse, methods=methods),
+    ]
+
+
+@serve.ingress()
+class Ingress:
+    def __init__(
+        self,
+        settings: Settings,
+        replica: Any,
+        board: Any,
+        store_factory: StoreFactory | None,
+        collections_refusal: str,
+    ) -> None:
+        self._settings = settings
+        self._replica = replica
+        self._board = board
+        self._store_factory = store_factory
+        self._refusal = collections_refusal
+
+    def __serve_build_asgi_app__(self) -> Any:
+        from embedserve.server.app import create_app
+
+        if self._store_factory is not None:
+            store = self._store_factory(self._settings)
+        else:
+            from embedserve.store.local import ModelStore
+
+            store = ModelStore.from_settings(self._settings)
+        replica, board = self._replica, self._board
+        return create_app(
+            self._settings,
+            store=store,
+            manager_factory=lambda cfg, executor, metrics: RemoteManager(
+                cfg, replica, board, metrics
+            ),
+            collection_routes=refusal_routes(self._refusal) if self._refusal else None,
+        )
+
+
+def build(
+    settings: Settings,
+    plan: Plan,
+    *,
+    loader_factory: LoaderFactory | None = None,
+    store_factory: StoreFactory | None = None,
+) -> Any:
+    """The bound Serve application (pass to ``serve.run``)."""
+    board = serve.deployment(Board, name="board", ray_actor_options={"num_cpus": 0}).bind()
+    options: dict[str, Any] = {
+        "name": "replica",
+        "ray_actor_options": {"num_cpus": plan.threads},
+        "max_ongoing_requests": MAX_ONGOING,
+        "health_check_period_s": 2,
+        "health_check_timeout_s": 30,
+        "graceful_shutdown_timeout_s": 10,
+    }
+    if plan.autoscale is not None:
+        low, high = plan.autoscale
+        options["autoscaling_config"] = {
+            "min_replicas": low,
+            "initial_replicas": low,
+            "max_replicas": high,
+            "target_ongoing_requests": TARGET_ONGOING,
+            "upscale_delay_s": 5,
+            "downscale_delay_s": 60,
+        }
+    else:
+        options["num_replicas"] = plan.replicas
+    replica = serve.deployment(Replica, **options).bind(
+        settings, board, plan.threads, loader_factory
+    )
+    ingress = serve.deployment(
+        Ingress,
+        name="ingress",
+        ray_actor_options={"num_cpus": 0},
+        max_ongoing_requests=MAX_ONGOING,
+    )
+    return ingress.bind(settings, replica, board, store_factory, plan.collections_refusal)
+
+
+def app_builder(args: dict[str, Any]) -> Any:
+    """``serve run embedserve.ray.app:app_builder replicas=2 threads=2`` / a RayService's
+    ``import_path``: settings from the environment (EMBEDSERVE_HOME...), the plan from ``args``."""
+    from embedserve.config import load
+
+    autoscale = None
+    if args.get("autoscale"):
+        low, high = str(args["autoscale"]).split(":")
+        autoscale = (int(low), int(high))
+    plan = Plan(
+        replicas=int(args.get("replicas", 1)),
+        autoscale=autoscale,
+        threads=int(args.get("threads", 1)),
+    )
+    return build(load(), plan)
