@@ -55,6 +55,7 @@ class Outcome:
     shards: int = 0
     skipped: int = 0
     rows: int = 0
+    rows_run: int = 0  # rows in the shards this run embedded
     bad: list[dict[str, str]] = field(default_factory=list)
     seconds: float = 0.0
     startup_seconds: float = 0.0
@@ -205,6 +206,7 @@ def run(
     total = sum(s.stop - s.start for s in shards)
     pending = {s.index for s in todo}
     done_rows = sum(s.stop - s.start for s in shards if s.index not in pending)
+    outcome.rows_run = sum(s.stop - s.start for s in todo)
     t0 = time.perf_counter()
     started = False
     if todo:
@@ -264,8 +266,9 @@ def _write_bad(out: Path, bad: list[dict[str, str]]) -> None:
         path.unlink()
 
 
-def report(outcome: Outcome, job: Job, stream: Any = sys.stderr) -> None:
-    rate = outcome.rows / outcome.seconds if outcome.seconds else 0.0
+def report(outcome: Outcome, job: Job, stream: Any = None) -> None:
+    stream = stream or sys.stderr
+    rate = outcome.rows_run / outcome.seconds if outcome.seconds else 0.0
     skipped = f", {outcome.skipped} already written" if outcome.skipped else ""
     print(
         f"embedded {outcome.rows} texts into {outcome.shards} shards in {job.output}{skipped} "

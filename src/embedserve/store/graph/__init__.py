@@ -19,6 +19,8 @@ Nothing assumes a layer count or a width: all of it is read from config.json.
 
 from __future__ import annotations
 
+import os
+
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -98,8 +100,12 @@ def build_graph(folder: Path, quantization: str = "fp32",
 
 
 def save_graph(model: onnx.ModelProto, path: Path) -> None:
-    """Write atomically (temp file then rename), so a crash never leaves a half-written graph."""
+    """Write atomically (temp file then rename), so a crash never leaves a half-written graph.
+
+    The temp name is per process: engines starting at once in several processes (Ray Data's
+    actors, Serve's replicas) each build the graph and the last rename wins, never a missing file.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp = path.with_suffix(f"{path.suffix}.tmp-{os.getpid()}")
     onnx.save_model(model, str(tmp))
     tmp.replace(path)
