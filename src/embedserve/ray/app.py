@@ -45,6 +45,7 @@ class Plan:
     autoscale: tuple[int, int] | None = None  # (min, max) replicas
     threads: int = 1  # CPUs (and engine threads) per replica
     collections_refusal: str = ""  # non-empty: collection routes answer 503 with this text
+    pull: tuple[str, ...] = ()  # models each replica pulls on start if its node lacks them
 
 
 def refusal_routes(message: str) -> list[BaseRoute]:
@@ -124,7 +125,7 @@ def build(
     else:
         options["num_replicas"] = plan.replicas
     replica = serve.deployment(Replica, **options).bind(
-        settings, board, plan.threads, loader_factory
+        settings, board, plan.threads, loader_factory, plan.pull
     )
     ingress = serve.deployment(
         Ingress,
@@ -136,9 +137,15 @@ def build(
 
 
 def app_builder(args: dict[str, Any]) -> Any:
-    """``serve run embedserve.ray.app:app_builder replicas=2 threads=2`` / a RayService's
-    ``import_path``: settings from the environment (EMBEDSERVE_HOME...), the plan from ``args``."""
+    """``serve run embedserve.ray.app:app_builder replicas=2 threads=2 pull=all-minilm`` / a
+    RayService's ``import_path``: settings from the environment (EMBEDSERVE_HOME...), the plan from
+    ``args`` (``replicas`` or ``autoscale: "MIN:MAX"``, ``threads``, ``pull``: comma-separated
+    models each replica pulls if missing). A cluster deployment is multi-node by nature, so the
+    collection routes are off unless EMBEDSERVE_DATABASE_URL names a shared database."""
     from embedserve.config import load
+    from embedserve.ray.cluster import COLLECTIONS_NEED_SHARED_STORE
+
+    settings = load()
 
     autoscale = None
     if args.get("autoscale"):
@@ -148,5 +155,9 @@ def app_builder(args: dict[str, Any]) -> Any:
         replicas=int(args.get("replicas", 1)),
         autoscale=autoscale,
         threads=int(args.get("threads", 1)),
+        pull=tuple(p.strip() for p in str(args.get("pull", "")).split(",") if p.strip()),
+        collections_refusal=""
+        if getattr(settings, "database_url", None)
+        else COLLECTIONS_NEED_SHARED_STORE.format(nodes="several"),
     )
-    return build(load(), plan)
+    return build(settings, plan)

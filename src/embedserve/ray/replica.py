@@ -48,6 +48,17 @@ def metrics_snapshot(metrics: Metrics) -> dict[str, Any]:
     }
 
 
+def _pull_missing(settings: Settings, models: tuple[str, ...]) -> None:
+    """Pull what this node's store lacks (the recipe bakes models into the image instead)."""
+    from embedserve.store.local import ModelStore
+
+    store = ModelStore.from_settings(settings)
+    for name in models:
+        if store.find(name) is None:
+            log.warning("pulling %s into %s", name, settings.home)
+            store.pull(name)
+
+
 class _Held:
     """What ``@serve.multiplexed`` caches per model: only a name (the manager holds the engine)."""
 
@@ -62,8 +73,11 @@ class Replica:
         board: Any,
         threads: int,
         loader_factory: LoaderFactory | None = None,
+        pull: tuple[str, ...] = (),
     ) -> None:
         self.settings = replace(settings, threads=threads)
+        if pull:
+            _pull_missing(self.settings, pull)
         self.executor = ThreadPoolExecutor(max(2, threads), thread_name_prefix="embedserve-model")
         self.metrics = Metrics()
         if loader_factory is None:

@@ -1,0 +1,205 @@
+"""``serve`` vs ``serve --ray`` and ``embed`` vs ``embed --ray``, same texts, interleaved rounds.
+
+Online: a plain server stays up the whole run; each Ray layout (``1x2``: 1 replica x 2 threads,
+``2x1``: 2 replicas x 1 thread) is started in turn, and every wrk scenario (1 x 1, 32 x 1) runs on
+the plain server and on the Ray one back to back, ``--rounds`` times, so each ratio compares
+numbers taken within the same minute. CPU per request is the server's whole process tree (Ray:
+driver, GCS, raylet, proxy, controller, ingress, replicas, board) before and after each wrk run.
+
+Offline: ``embed -i corpus.jsonl -o x.npy`` and ``embed --ray -i corpus.jsonl -o DIR``
+alternately on the STS-B train sentences; the Ray run's own summary gives its start-up time.
+
+    .venv/bin/python benchmarks/ray_bench.py --home ~/.embedserve [--rounds 2] [--seconds 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from load import _free_port, load_texts, run_wrk  # noqa: E402
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "stsb"
+SCENARIOS = ((1, 1), (32, 1))
+LAYOUTS = {"1x2": ("1", "2"), "2x1": ("2", "1")}
+
+
+def tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of ``pid`` and all its descendants, from /proc."""
+    children: dict[int, list[int]] = {}
+    stats: dict[int, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            raw = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        fields = raw[raw.rindex(")") + 2 :].split()
+        ppid = int(fields[1])
+        children.setdefault(ppid, []).append(int(entry))
+        stats[int(entry)] = (int(fields[11]) + int(fields[12])) / tick
+    total, stack = 0.0, [pid]
+    while stack:
+        p = stack.pop()
+        total += stats.get(p, 0.0)
+        stack.extend(children.get(p, []))
+    return total
+
+
+def start(home: Path, port: int, ray: tuple[str, str] | None, tmp: Path) -> subprocess.Popen[bytes]:
+    env = dict(os.environ, EMBEDSERVE_OFFLINE="1", EMBEDSERVE_HOME=str(home))
+    cmd = [sys.executable, "-m", "embedserve", "serve", "--no-pull", "--host", f"127.0.0.1:{port}"]
+    if ray is not None:
+        env["RAY_TMPDIR"] = str(tmp)
+        (tmp / "ray").mkdir(parents=True, exist_ok=True)
+        cmd += ["--ray", "--replicas", ray[0], "--replica-threads", ray[1]]
+    else:
+        env["EMBEDSERVE_THREADS"] = "2"
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"server exited with {proc.returncode}")
+        try:
+            r = httpx.post(f"{url}/api/embed", json={"model": "all-minilm", "input": "warm"}, timeout=30)
+            if r.status_code == 200:
+                for _ in range(20):
+                    httpx.post(f"{url}/api/embed", json={"model": "all-minilm", "input": "warm up"})
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(1)
+    raise SystemExit(f"{url} did not come up")
+
+
+def measure(url: str, pid: int, texts: list[str], clients: int, seconds: float) -> dict[str, float]:
+    cpu0 = tree_cpu(pid)
+    result = run_wrk(url, "all-minilm", texts, clients, 1, seconds)
+    result["cpu_ms_per_request"] = (tree_cpu(pid) - cpu0) * 1e3 / max(1, result["requests"])
+    return result
+
+
+def online(home: Path, rounds: int, seconds: float, tmp: Path) -> dict[str, list[dict[str, float]]]:
+    texts = load_texts(DATA / "stsb-en-dev.csv")[:2000]
+    plain_port = _free_port()
+    plain = start(home, plain_port, None, tmp)
+    plain_url = f"http://127.0.0.1:{plain_port}"
+    out: dict[str, list[dict[str, float]]] = {}
+    try:
+        wait_ready(plain_url, plain)
+        for layout, spec in LAYOUTS.items():
+            port = _free_port()
+            t0 = time.monotonic()
+            proc = start(home, port, spec, tmp / layout)
+            url = f"http://127.0.0.1:{port}"
+            try:
+                wait_ready(url, proc)
+                print(f"{layout}: up in {time.monotonic() - t0:.1f} s", file=sys.stderr)
+                for r in range(rounds):
+                    for clients, _ in SCENARIOS:
+                        for name, u, p in (("plain", plain_url, plain.pid), (layout, url, proc.pid)):
+                            res = measure(u, p, texts, clients, seconds)
+                            res.update(round=r, clients=clients, server=name, pair=layout)
+                            out.setdefault(f"{layout}/{clients}", []).append(res)
+                            print(json.dumps(res), file=sys.stderr)
+            finally:
+                proc.terminate()
+                proc.wait(120)
+    finally:
+        plain.terminate()
+        plain.wait(60)
+    return out
+
+
+def offline(home: Path, rounds: int, tmp: Path) -> list[dict[str, float]]:
+    texts = load_texts(DATA / "stsb-en-train.csv")
+    corpus = tmp / "corpus.jsonl"
+    corpus.write_text("".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in enumerate(texts)))
+    env = dict(os.environ, EMBEDSERVE_OFFLINE="1", EMBEDSERVE_HOME=str(home), RAY_TMPDIR=str(tmp))
+    (tmp / "ray").mkdir(exist_ok=True)
+    rows = []
+    for r in range(rounds):
+        for mode in ("embed", "embed --ray"):
+            cmd = [sys.executable, "-m", "embedserve", "embed", "-m", "all-minilm", "-i", str(corpus)]
+            if mode == "embed":
+                cmd += ["-o", str(tmp / "plain.npy"), "-f", "npy"]
+            else:
+                out = tmp / f"ray-out-{r}"
+                shutil.rmtree(out, ignore_errors=True)
+                cmd += ["--ray", "-o", str(out), "--shard-rows", "1024"]
+            t0 = time.perf_counter()
+            proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+            wall = time.perf_counter() - t0
+            line = [ln for ln in proc.stderr.splitlines() if ln.startswith("embedded")][-1]
+            startup = re.search(r"Ray start ([\d.]+) s", line)
+            row = {
+                "round": r,
+                "mode": mode,
+                "texts": len(texts),
+                "wall_s": wall,
+                "texts_per_s": len(texts) / wall,
+                "ray_start_s": float(startup.group(1)) if startup else 0.0,
+            }
+            rows.append(row)
+            print(json.dumps(row), file=sys.stderr)
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--home", type=Path, default=Path.home() / ".embedserve")
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--seconds", type=float, default=8.0)
+    ap.add_argument("--skip-online", action="store_true")
+    ap.add_argument("--skip-offline", action="store_true")
+    args = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="ray-bench-"))
+    report: dict[str, object] = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    try:
+        if not args.skip_online:
+            runs = online(args.home, args.rounds, args.seconds, tmp)
+            table = {}
+            for key, rows in runs.items():
+                layout = key.split("/")[0]
+                base = [x for x in rows if x["server"] == "plain"]
+                ray = [x for x in rows if x["server"] == layout]
+                med = lambda xs, k: statistics.median(x[k] for x in xs)  # noqa: E731
+                table[key] = {
+                    "plain_rps": med(base, "texts_per_s"),
+                    "ray_rps": med(ray, "texts_per_s"),
+                    "ratio": statistics.median(
+                        r["texts_per_s"] / b["texts_per_s"] for r, b in zip(ray, base)
+                    ),
+                    "plain_p50_ms": med(base, "p50_ms"),
+                    "ray_p50_ms": med(ray, "p50_ms"),
+                    "plain_cpu_ms": med(base, "cpu_ms_per_request"),
+                    "ray_cpu_ms": med(ray, "cpu_ms_per_request"),
+                    "errors": sum(x["errors"] for x in rows),
+                }
+            report["online"] = table
+        if not args.skip_offline:
+            report["offline"] = offline(args.home, args.rounds, tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()
