@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from embedserve.cli.files import decode_utf8, read_bytes
-from embedserve.errors import InputFileError
+from embedserve.errors import EmbedServeError, InputFileError, InvalidInput
 
 TEXT_SUFFIXES = {".txt", ".md", ".markdown", ".rst", ".text"}
 JSONL_SUFFIXES = {".jsonl", ".ndjson"}
@@ -29,6 +29,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     a.add_argument("--chunk-tokens", type=int, default=None, help="tokens per chunk, 0 = off (truncate)")
     a.add_argument("--overlap", type=int, default=None, help="tokens shared by consecutive chunks")
     a.add_argument("--batch-size", type=int, default=64, help="documents per commit")
+    a.add_argument(
+        "--ray", nargs="?", const="", default=None, metavar="ADDR",
+        help="embed the chunks with the embed --ray pipeline (ADDR: a cluster; default local Ray)",
+    )
+    a.add_argument("--actor-threads", type=int, default=1, help="with --ray: CPUs per actor")
     a.set_defaults(func=cmd_add)
 
     q = verbs.add_parser("query", help="search a collection")
@@ -138,10 +143,20 @@ def cmd_add(args: argparse.Namespace) -> int:
             TimeElapsedColumn(), console=console, transient=True, disable=not console.is_terminal,
         ) as bar:
             task = bar.add_task("add", total=len(docs), chunks=0)
-            result = col.add(
-                docs, batch_size=args.batch_size,
-                progress=lambda n, c: bar.update(task, completed=n, chunks=c),
-            )
+            show = lambda n, c: bar.update(task, completed=n, chunks=c)  # noqa: E731
+            if args.ray is not None:
+                try:
+                    from embedserve.ray import index_fill
+                except ImportError:
+                    raise EmbedServeError("--ray needs Ray: pip install 'embedserve[ray]'") from None
+                if args.actor_threads < 1:
+                    raise InvalidInput(f"--actor-threads must be at least 1, got {args.actor_threads}")
+                result = index_fill.add(
+                    col, docs, settings, address=args.ray or None, threads=args.actor_threads,
+                    batch_size=args.batch_size, progress=show,
+                )
+            else:
+                result = col.add(docs, batch_size=args.batch_size, progress=show)
     empty = ""
     if result.empty:
         shown = ", ".join(result.empty_ids[:10]) + (", ..." if len(result.empty_ids) > 10 else "")
