@@ -124,3 +124,27 @@ def test_other_job_in_same_directory_is_refused(ray_cluster, env, corpus, capsys
     assert "holds shards of another job (different shard_rows, shards)" in error_line(err)
     code, _, err = run(capsys, "embed", "--ray", "-m", "all-minilm", "-i", "/nonexistent.jsonl", "-o", str(out) + "-x")
     assert code == 1 and error_line(err) == "Error: /nonexistent.jsonl: no such file"
+
+
+def test_index_add_ray_fills_the_same_collection(ray_cluster, env, tmp_path, capsys) -> None:
+    """``index add --ray`` stores the vectors plain ``index add`` stores (long docs chunked)."""
+    texts = _texts(60)
+    docs = tmp_path / "docs.jsonl"
+    with docs.open("w") as f:
+        for i, t in enumerate(texts):
+            body = " ".join([t] * (30 if i % 10 == 0 else 1))  # every tenth document spans chunks
+            f.write(json.dumps({"id": f"d{i}", "text": body, "metadata": {"n": i}}) + "\n")
+    code, out, err = run(capsys, "index", "add", "plain", str(docs))
+    assert code == 0, err
+    code, out, err = run(capsys, "index", "add", "viaray", str(docs), "--ray")
+    assert code == 0, err
+    assert "60 documents (60 added" in out
+    from embedserve.config import load
+    from embedserve.index.collection import Collection
+
+    with Collection.open("plain", settings=load()) as a, Collection.open("viaray", settings=load()) as b:
+        assert a.info().chunks == b.info().chunks > 60
+        for query in texts[:5]:
+            ha, hb = a.query(query, top_k=5), b.query(query, top_k=5)
+            assert [h.id for h in ha] == [h.id for h in hb]
+            assert np.allclose([h.score for h in ha], [h.score for h in hb], atol=1e-5)

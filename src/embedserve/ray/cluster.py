@@ -15,9 +15,10 @@ COLLECTIONS_NEED_SHARED_STORE = (
 )
 
 
-def connect(address: str | None, *, object_store_mb: int | None = None) -> bool:
+def connect(address: str | None, *, object_store_mb: int | None = 512) -> bool:
     """Join ``address`` (``auto``, ``host:port``, ``ray://...``) or start a local Ray instance with
-    this process's CPU quota. True if this call started Ray (so its caller shuts it down)."""
+    this process's CPU quota and a small object store (only vectors and shard descriptors travel
+    through it). True if this call started Ray (so its caller shuts it down)."""
     import ray
 
     if ray.is_initialized():

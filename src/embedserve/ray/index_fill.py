@@ -45,7 +45,7 @@ class Precomputed:
 
 
 def chunk_texts(col: Any, docs: list[dict[str, Any]]) -> list[str]:
-    info = col.info
+    info = col.info()
     enc = col.encoder
     out: dict[str, None] = {}
     for d in docs:
