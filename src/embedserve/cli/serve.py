@@ -137,6 +137,8 @@ def _ray_plan(args: argparse.Namespace) -> object | None:
         raise EmbedServeError(
             "--ray needs Ray: pip install 'embedserve[ray]'"
         ) from None
+    if getattr(args, "tls_cert", None):
+        raise InvalidInput("--tls-cert is not supported with --ray: terminate TLS in front of Serve")
     if args.replicas is not None and args.autoscale is not None:
         raise InvalidInput("give --replicas N or --autoscale MIN:MAX, not both")
     if args.replicas is not None and args.replicas < 1:
@@ -204,6 +206,17 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     p.add_argument(
         "--remote", help="offload NAME-cloud / NAME:cloud models to this embedserve URL"
-    plan = _ray_plan(args)
+    )
+    r = p.add_argument_group("scale-out on Ray (needs the [ray] extra)")
+    r.add_argument("--ray", action="store_true", help="serve as a Ray Serve application")
+    r.add_argument(
+        "--ray-address", metavar="ADDR", help="join this cluster (default: start Ray locally)"
+    )
+    r.add_argument("--replicas", type=int, metavar="N", help="model replicas (default 1)")
+    r.add_argument(
+        "--autoscale", metavar="MIN:MAX", help="scale replicas on queue depth between MIN and MAX"
+    )
+    r.add_argument(
+        "--replica-threads", type=int, metavar="T", help="CPUs and engine threads per replica (1)"
     )
     p.set_defaults(func=cmd_serve)

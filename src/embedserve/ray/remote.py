@@ -20,7 +20,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -69,15 +69,35 @@ class RemoteBatcher:
     def depth(self) -> int:
         return self._manager.depth(self.key)
 
-    def submit(self, texts: list[str], truncate: bool = True, limit: int = 0) -> asyncio.Future[Any]:
-        """A task resolving to ``(vectors, tokens)``; cancelling it cancels the replica's call."""
-        return asyncio.ensure_future(self._embed(list(texts), truncate, limit))
+    def submit(
+        self,
+        texts: list[str],
+        truncate: bool = True,
+        limit: int = 0,
+        *,
+        on_compute: Callable[[float], None] | None = None,
+        counts: bool = False,
+    ) -> asyncio.Future[Any]:
+        """The local batcher's ``submit``: a task resolving to ``(vectors, tokens)`` or, with
+        ``counts``, ``(vectors, tokens, tokens per input)``; ``on_compute`` hears the replica's
+        engine seconds for this request. Cancelling the task cancels the replica's call."""
+        return asyncio.ensure_future(self._embed(list(texts), truncate, limit, on_compute, counts))
 
-    async def _embed(self, texts: list[str], truncate: bool, limit: int) -> tuple[Any, int]:
+    async def _embed(
+        self,
+        texts: list[str],
+        truncate: bool,
+        limit: int,
+        on_compute: Callable[[float], None] | None,
+        counts: bool,
+    ) -> tuple[Any, ...]:
         reply = await self._manager.call(
-            self.key, "embed", texts, truncate, limit, self.keep_alive
+            self.key, "embed", texts, truncate, limit, self.keep_alive, counts
         )
-        return reply[1], reply[2]
+        _, vectors, tokens, _load_ns, per_input, seconds = reply
+        if on_compute is not None:
+            on_compute(seconds)
+        return (vectors, tokens, per_input) if counts else (vectors, tokens)
 
 
 class RemoteModel:

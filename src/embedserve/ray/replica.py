@@ -126,22 +126,32 @@ class Replica:
         return ("ok", info, self.report())
 
     async def embed(
-        self, texts: list[str], truncate: bool, limit: int, keep_alive: float | None
+        self,
+        texts: list[str],
+        truncate: bool,
+        limit: int,
+        keep_alive: float | None,
+        counts: bool = False,
     ) -> Reply:
-        """Raw pooled vectors through this replica's batcher: ``("ok", vectors, tokens, load_ns)``."""
+        """Raw pooled vectors through this replica's batcher:
+        ``("ok", vectors, tokens, load_ns, tokens per input or None, engine seconds)``."""
         t0 = time.perf_counter_ns()
         try:
             resident = await self._hold(keep_alive)
         except BaseException as exc:  # noqa: BLE001
             return error_reply(exc)
         load_ns = time.perf_counter_ns() - t0
+        spent: list[float] = []
         try:
-            vectors, tokens = await resident.batcher.submit(texts, truncate, limit)
+            result = await resident.batcher.submit(
+                texts, truncate, limit, counts=counts, on_compute=spent.append
+            )
         except BaseException as exc:  # noqa: BLE001
             return error_reply(exc)
         finally:
             self.manager.release(resident)
-        return ("ok", vectors, tokens, load_ns)
+        per_input = result[2] if counts else None
+        return ("ok", result[0], result[1], load_ns, per_input, sum(spent))
 
     async def token_spans(self, text: str) -> Reply:
         try:
