@@ -172,6 +172,12 @@ class RemoteManager:
     def release(self, model: RemoteModel) -> None:
         pass
 
+    def batchers(self) -> list[Any]:
+        """No local queues: the ingress's admission control never refuses before parsing; each
+        replica's batcher still answers 503 when its own queue is full (board depths are ~1 s
+        old, too stale to refuse on)."""
+        return []
+
     @asynccontextmanager
     async def use(self, name: str, keep_alive: float | None = None) -> AsyncIterator[RemoteModel]:
         yield await self.acquire(name, keep_alive)
