@@ -1,7 +1,8 @@
 """The collection store protocol (index/store.py), one suite for every backend.
 
-A backend joins by adding a case to ``BACKENDS``: a function of the test's temp dir that returns
-an open :class:`~embedserve.index.store.CollectionStore` (and may skip when its server is absent).
+A backend joins by adding a case to ``BACKENDS``: a function of the test's request and temp dir
+that returns an open :class:`~embedserve.index.store.CollectionStore` (PostgreSQL: a fresh database
+on the tests' own server, ``tests/pgkit.py``; skipped locally without it, failing under CI).
 """
 
 from __future__ import annotations
@@ -18,19 +19,27 @@ from embedserve.index.state import Snapshot
 from embedserve.index.store import ChunkData, CollectionStore, DocumentWrite
 
 
-def _sqlite(tmp: Path) -> CollectionStore:
+def _sqlite(request: pytest.FixtureRequest, tmp: Path) -> CollectionStore:
     from embedserve.index.sqlite_store import SQLiteStore
 
     return SQLiteStore(tmp / "collections")
 
 
-BACKENDS: dict[str, Callable[[Path], CollectionStore]] = {"sqlite": _sqlite}
+def _postgres(request: pytest.FixtureRequest, tmp: Path) -> CollectionStore:
+    from embedserve.index.postgres_store import PostgresStore
+
+    return PostgresStore(request.getfixturevalue("pg_url"))
+
+
+BACKENDS: dict[str, Callable[[pytest.FixtureRequest, Path], CollectionStore]] = {
+    "sqlite": _sqlite, "postgres": _postgres,
+}
 DIM = 8
 
 
-@pytest.fixture(params=sorted(BACKENDS))
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[CollectionStore]:
-    s = BACKENDS[request.param](tmp_path)
+    s = BACKENDS[request.param](request, tmp_path)
     yield s
     s.close()
 
