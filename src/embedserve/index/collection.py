@@ -30,7 +30,7 @@ from embedserve.errors import CollectionError, CollectionNotFound, InvalidInput
 from embedserve.index import search as _search
 from embedserve.index.backends import open_store, store_exists
 from embedserve.index.chunking import check_chunk_settings, chunk_text
-from embedserve.index.documents import Document, as_document, check_embedding, content_hash, is_empty
+from embedserve.index.documents import Document, as_document, check_embeddings, content_hash, is_empty
 from embedserve.index.encoder import IndexEncoder, encode_normalized
 from embedserve.index.filters import compile_where
 from embedserve.index.search import SearchConfig, Strategy
@@ -349,8 +349,7 @@ class Collection:
             docs[d.id] = d
         result.documents = len(docs) + result.empty
         items = list(docs.values())
-        own = {d.id: check_embedding(d.embedding, self._row.dim, f"document {d.id!r}")
-               for d in items if d.embedding is not None}
+        own = check_embeddings(items, self._row.dim)
         enc = self._use(encoder) if len(own) < len(items) else None  # no model when all bring vectors
         cid, ct, ov = self._row.id, self._row.chunk_tokens, self._row.overlap
         for b in range(0, len(items), max(1, batch_size)):

@@ -70,6 +70,30 @@ def check_embedding(value: Any, dim: int, where: str) -> np.ndarray:
     raise InvalidInput(f"{where}: 'embedding' is all zeros; it has no direction to compare")
 
 
+def check_embeddings(docs: Sequence[Document], dim: int) -> dict[str, np.ndarray]:
+    """``id -> float32 vector`` for the documents that bring one, checked as a batch (numpy over
+    the stacked rows); any row that fails is checked alone, to name its fault."""
+    own = [d for d in docs if d.embedding is not None]
+    if not own:
+        return {}
+    try:
+        if all(isinstance(d.embedding, np.ndarray) for d in own):
+            m = np.stack([np.asarray(d.embedding) for d in own])
+        else:
+            m = np.array([d.embedding for d in own])
+    except (TypeError, ValueError):
+        m = None
+    if m is not None and m.ndim == 2 and m.shape[1] == dim and m.dtype.kind in "fiu":
+        wide = m if m.dtype == np.float32 else m.astype(np.float64)
+        ok = np.isfinite(wide).all(axis=1) & (np.abs(wide).max(axis=1) <= _F32_MAX) & wide.any(axis=1)
+        if ok.all() and not any(
+            isinstance(x, bool) for d in own if not isinstance(d.embedding, np.ndarray) for x in d.embedding  # type: ignore[union-attr]
+        ):
+            f32 = m.astype(np.float32, copy=False)
+            return {d.id: f32[i] for i, d in enumerate(own)}
+    return {d.id: check_embedding(d.embedding, dim, f"document {d.id!r}") for d in own}
+
+
 def as_document(item: Any, i: int) -> Document:
     """Parse one input item (position ``i``, for messages); empty text is allowed here."""
     emb: Any = None
