@@ -302,3 +302,21 @@ def test_a_new_key_on_many_connections_is_hashed_once(
 
         assert asyncio.run(burst()) == [200] * 24
         assert len(calls) == 1
+
+
+def test_listings_show_a_restricted_key_only_its_models(tmp_path: Path) -> None:
+    with auth_server(tmp_path) as srv:
+        everything, narrow = srv.key("max"), srv.key("max", models=("fake", "oth*"))
+        _client(srv.url, everything).embed(model="third", input="x")  # another tenant's model
+        _client(srv.url, narrow).embed(model="fake", input="x")
+        wide = {m.model for m in _client(srv.url, everything).list().models}
+        assert wide == {"fake:latest", "other:latest", "third:latest", "fourth:latest"}
+        mine = {m.model for m in _client(srv.url, narrow).list().models}
+        assert mine == {"fake:latest", "other:latest"}
+        assert {m.model for m in _client(srv.url, narrow).ps().models} == {"fake:latest"}
+        assert {m.model for m in _client(srv.url, everything).ps().models} == {
+            "fake:latest",
+            "third:latest",
+        }
+        oa = openai.OpenAI(base_url=srv.url + "/v1", api_key=narrow, max_retries=0)
+        assert {m.id for m in oa.models.list()} == {"fake:latest", "other:latest"}

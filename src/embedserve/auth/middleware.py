@@ -10,7 +10,9 @@ Per request, before any route runs:
 5. for a route naming a model, the model must match the key's patterns (403); for a route that runs
    one (``/api/embed``, ``/api/embeddings``, ``/v1/embeddings``) the service admits it against the
    plan (concurrent models, per-request inputs, session and weekly budget: 400/429) and the ticket
-   rides in the scope, where the embed path reports the compute the engine spent.
+   rides in the scope, where the embed path reports the compute the engine spent;
+6. model listings (``/api/tags``, ``/api/ps``, ``/v1/models``) show a key with ``--models``
+   patterns only the models it may use (``auth/listings.py``).
 
 The key never leaves this module: not in the scope, a log line, or a response.
 """
@@ -23,6 +25,7 @@ from typing import Any
 import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from embedserve.auth.listings import LISTINGS, filtered
 from embedserve.auth.service import AuthService, Principal
 from embedserve.errors import (
     AuthError,
@@ -174,7 +177,10 @@ class AuthMiddleware:
             await _refuse(scope, send, exc)
             return
         if ticket is None:
-            await self.app(scope, receive, send)
+            if method == "GET" and path in LISTINGS and principal.record.models:
+                await filtered(self.app, scope, receive, send, principal.allows)
+            else:
+                await self.app(scope, receive, send)
             return
         scope[USAGE_KEY] = ticket
         try:

@@ -169,6 +169,7 @@ class PostgresKeyStore:
                             "length": length,
                         },
                     ).fetchone()
+                    assert row is not None  # RETURNING always yields the row it wrote
                     windows[window] = WindowUsage(*row)
                 self._db.execute(
                     "UPDATE auth_keys SET last_used_at = GREATEST(COALESCE(last_used_at, 0), %s) "

@@ -20,8 +20,22 @@ async def usage(request: Request) -> Response:
 
 
 ROUTES = [
-    route("/api/usage", usage, ["GET"], Op(
-        "The calling key's plan, usage windows (used, remaining, reset times) and limits",
-        ok=obj(["name", "plan", "windows"], name=STR, plan=ANY_OBJ, windows=ANY_OBJ,
-               requests_per_minute=ANY_OBJ, models_in_flight=array(STR)), errors=(404,), tags=["auth"])),
+    route(
+        "/api/usage",
+        usage,
+        ["GET"],
+        Op(
+            "The calling key's plan, usage windows (used, remaining, reset times) and limits",
+            ok=obj(
+                ["name", "plan", "windows"],
+                name=STR,
+                plan=ANY_OBJ,
+                windows=ANY_OBJ,
+                requests_per_minute=ANY_OBJ,
+                models_in_flight=array(STR),
+            ),
+            errors=(404,),
+            tags=["auth"],
+        ),
+    ),
 ]

@@ -19,7 +19,7 @@ import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from embedserve.remote.names import cloud_name, remote_name
-from embedserve.server.peek import peek_json
+from embedserve.server.peek import peek_json, rewrite_json
 
 log = logging.getLogger("embedserve.remote")
 
@@ -118,30 +118,11 @@ class OffloadMiddleware:
             await response.aclose()
 
     async def _tags(self, scope: Scope, receive: Receive, send: Send) -> None:
-        start: Message | None = None
-        chunks: list[bytes] = []
+        async def add_remote(listing: Any) -> Any:
+            listing["models"] = [*listing.get("models", []), *await self._remote_models()]
+            return listing
 
-        async def capture(message: Message) -> None:
-            nonlocal start
-            if message["type"] == "http.response.start":
-                start = message
-            else:
-                chunks.append(message.get("body", b""))
-
-        await self.app(scope, receive, capture)
-        assert start is not None
-        body = b"".join(chunks)
-        if start["status"] == 200:
-            try:
-                listing = orjson.loads(body)
-                listing["models"] = [*listing.get("models", []), *await self._remote_models()]
-                body = orjson.dumps(listing)
-            except (orjson.JSONDecodeError, AttributeError, TypeError):
-                pass
-        headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
-        headers.append((b"content-length", str(len(body)).encode()))
-        await send({**start, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        await rewrite_json(self.app, scope, receive, send, add_remote)
 
     async def _remote_models(self) -> list[dict[str, Any]]:
         try:

@@ -6,14 +6,17 @@ continues with the original. The body is kept in the scope, so a second middlewa
 same request parses nothing again. Routes still parse and validate the body themselves: a
 middleware only looks at a field or two (``model``), and a body it cannot read is left for the
 route's own error.
+
+``rewrite_json`` is the other direction: a middleware editing a route's (small) JSON answer.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
-from starlette.types import Message, Receive, Scope
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 _SCOPE_KEY = "embedserve.peeked"
 
@@ -68,3 +71,36 @@ def model_field(body: Any, *fields: str) -> str | None:
         if isinstance(value, str) and value:
             return value
     return None
+
+
+async def rewrite_json(
+    app: ASGIApp,
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    edit: Callable[[Any], Awaitable[Any]],
+) -> None:
+    """Run ``app`` and answer its JSON body passed through ``edit`` (only a 200; anything else,
+    or a body that is not JSON, goes out unchanged). For small listings, not streams."""
+    start: Message | None = None
+    chunks: list[bytes] = []
+
+    async def capture(message: Message) -> None:
+        nonlocal start
+        if message["type"] == "http.response.start":
+            start = message
+        elif message["type"] == "http.response.body":
+            chunks.append(message.get("body", b""))
+
+    await app(scope, receive, capture)
+    assert start is not None
+    body = b"".join(chunks)
+    if start["status"] == 200:
+        try:
+            body = orjson.dumps(await edit(orjson.loads(body)))
+        except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
+            pass
+    headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
+    headers.append((b"content-length", b"%d" % len(body)))
+    await send({**start, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
