@@ -52,8 +52,12 @@ _PUBLIC = {
 
 
 def is_public(method: str, path: str) -> bool:
-    """Routes that answer without a key (the OpenAPI document leaves 401/403/429 off them)."""
-    return (method.upper(), path) in _PUBLIC
+    """Routes that answer without a key (the OpenAPI document leaves 401/403/429 off them): the
+    fixed set, and the playground's static files (its API calls carry the user's key)."""
+    method = method.upper()
+    if (method, path) in _PUBLIC:
+        return True
+    return method in ("GET", "HEAD") and (path == "/ui" or path.startswith("/ui/"))
 
 
 _ADMIN_PATHS = (
@@ -157,7 +161,7 @@ class AuthMiddleware:
             await self.app(scope, receive, send)
             return
         method, path = scope["method"], scope["path"]
-        if (method, path) in _PUBLIC or method == "OPTIONS":
+        if method == "OPTIONS" or is_public(method, path):
             await self.app(scope, receive, send)
             return
         service = self.service

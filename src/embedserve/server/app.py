@@ -24,6 +24,7 @@ from embedserve.cache import open_cache
 from embedserve.cache.metrics import cache_series
 from embedserve.config import Settings, cpu_quota
 from embedserve.engine.base import Engine
+from embedserve import ui as ui_room
 from embedserve.server import routes_collections, routes_ollama, routes_openai
 from embedserve.server.admission import AdmissionMiddleware
 from embedserve.server.errors import EXCEPTION_HANDLERS, handle_error
@@ -157,6 +158,7 @@ def create_app(
         *(routes_collections.ROUTES if collection_routes is None else collection_routes),
         *OPS_ROUTES,
         *auth_room.ROUTES,
+        *ui_room.ROUTES,
         *extra_routes,
     ]
     handlers: dict[Any, Any] = dict(EXCEPTION_HANDLERS)
