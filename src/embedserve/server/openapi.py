@@ -120,7 +120,7 @@ def _operation(method: str, path: str, doc: Op, extra_errors: Iterable[int]) -> 
             answer["content"] = {"application/json": {"schema": error_schema}}
         responses[str(status)] = answer
     op: Schema = {
-        "operationId": f"{method}_{path.strip('/').replace('/', '_').replace('{', '').replace('}', '') or 'root'}",
+        "operationId": f"{method}_{path.lstrip('/').replace('/', '_').replace('{', '').replace('}', '') or 'root'}",
         "summary": doc.summary,
         "responses": responses,
     }
