@@ -46,6 +46,7 @@ class Settings:
     redis_url: str | None = None  # shared second cache level, e.g. redis://127.0.0.1:6379/0
     cache_ttl: float = 7 * 24 * 3600.0  # seconds a Redis entry lives; math.inf = no expiry
     redis_timeout: float = 0.25  # seconds per Redis call before the cache is skipped
+    ollama_models: Path = field(default_factory=lambda: Path.home() / ".ollama" / "models")
 
     @property
     def models_dir(self) -> Path:
@@ -93,6 +94,8 @@ class Settings:
         s = _cache_settings(s, env)
         if env.get("EMBEDSERVE_LLM_URL"):
             s = replace(s, llm_url=env["EMBEDSERVE_LLM_URL"])
+        if env.get("OLLAMA_MODELS"):  # Ollama's own store, read by import-ollama
+            s = replace(s, ollama_models=Path(env["OLLAMA_MODELS"]).expanduser())
         if env.get("EMBEDSERVE_LLM_MODEL"):
             s = replace(s, llm_model=env["EMBEDSERVE_LLM_MODEL"])
         return s

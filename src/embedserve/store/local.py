@@ -150,6 +150,8 @@ class ModelStore:
         return [name for name, _ in self._manifests()]
 
     def repair_hint(self, name: str, source: str = "") -> str:
+        if source.startswith("ollama "):
+            return f"import it again: embedserve import-ollama {source.split()[1]}"
         if source.startswith("folder ") and self.registry.lookup(name) is None:
             return f"recreate it: embedserve create {name} --from {source[len('folder ') :]}"
         if self.registry.lookup(name) is not None:

@@ -1,0 +1,93 @@
+"""The real thing: all-MiniLM-L6-v2 converted by llama.cpp's own convert_hf_to_gguf.py (f32, f16,
+q8_0), laid out in an Ollama store the way Ollama lays it out, imported, and compared with
+sentence-transformers' vectors (tests/fixtures/golden_all_minilm.npz) on every STS-B dev sentence.
+
+The converter comes from the llama-cpp-python sdist (pip downloads it once into pytest's cache;
+only convert_hf_to_gguf.py, conversion/ and gguf-py/ are unpacked) and runs with this venv's torch
+and transformers (the reference extra). Without pip access it skips; under CI=true it fails.
+Measured on this box: f32 and f16 min cosine 0.9999999 / 0.9999996; q8_0 0.99955 (mean 0.99987).
+The long CISI texts are not compared: the GGUF's window is its context_length (512), where
+sentence-transformers stops at max_seq_length (256); the tokens are compared on them instead.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from clikit import run
+from ollamakit import convert_with_llama_cpp, llama_cpp_tree, ollama_layout
+from servicekit import require
+
+from embedserve.config import Settings
+from embedserve.embedder import Embedder
+from embedserve.store.local import ModelStore
+
+pytestmark = [pytest.mark.slow, pytest.mark.reference]
+FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "golden_all_minilm.npz"
+BARS = {"f32": 0.9999, "f16": 0.9999, "q8_0": 0.999}
+
+
+@pytest.fixture(scope="session")
+def converter(request: pytest.FixtureRequest) -> Path:
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    tree = llama_cpp_tree(Path(request.config.cache.mkdir("llama-cpp-python")))
+    require(tree is not None, "pip access to the llama-cpp-python sdist (llama.cpp's converter)")
+    assert tree is not None
+    return tree
+
+
+@pytest.fixture(scope="module")
+def golden() -> dict[str, np.ndarray]:
+    with np.load(FIXTURE) as z:
+        return {k: z[k] for k in ("sts_texts", "sts_embeddings", "long_texts")}
+
+
+@pytest.fixture(scope="module")
+def minilm(real_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the real all-MiniLM-L6-v2 folder (the converter reads it like a hub folder)."""
+    folder = ModelStore(real_home, offline=True).get("all-minilm").folder
+    dest = tmp_path_factory.mktemp("minilm") / "all-MiniLM-L6-v2"
+    shutil.copytree(folder, dest, ignore=shutil.ignore_patterns("graphs"))
+    return dest
+
+
+@pytest.mark.timeout(1800)  # the first run downloads the 77 MB sdist and pip prepares its metadata
+@pytest.mark.parametrize("outtype", ["f32", "f16", "q8_0"])
+def test_llama_cpp_gguf_imports_to_sentence_transformers_vectors(
+    outtype: str, converter: Path, minilm: Path, golden: dict[str, np.ndarray], tmp_path: Path,
+    home: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    gguf = convert_with_llama_cpp(converter, minilm, tmp_path / f"minilm-{outtype}.gguf", outtype)
+    root = tmp_path / "ollama-models"
+    ollama_layout(root, f"all-minilm:{outtype}", gguf)
+    code, out, err = run(capsys, "import-ollama", "--models", str(root))
+    assert code == 0, err
+    assert f"imported all-minilm:{outtype}" in out
+    model = ModelStore(home).get(f"all-minilm:{outtype}")
+    assert (model.dim, model.layers, model.pooling, model.normalize, model.max_tokens) == (
+        384, 6, "mean", True, 512)
+
+    from tokenizers import Tokenizer
+
+    ours = Tokenizer.from_file(str(model.folder / "tokenizer.json"))
+    theirs = Tokenizer.from_file(str(minilm / "tokenizer.json"))
+    theirs.no_padding()
+    theirs.no_truncation()
+    texts = golden["sts_texts"].tolist()
+    if outtype == "f32":  # the vocabulary is the same in every outtype
+        for text in texts + golden["long_texts"].tolist():
+            assert ours.encode(text).ids == theirs.encode(text).ids, text[:80]
+
+    vectors = Embedder(model.name, settings=Settings(home=home, offline=True)).encode(
+        texts, batch_size=32, normalize=True
+    )
+    ref = golden["sts_embeddings"].astype(np.float64)
+    cos = (vectors * ref).sum(1) / (np.linalg.norm(vectors, axis=1) * np.linalg.norm(ref, axis=1))
+    worst = int(np.argmin(cos))
+    assert cos.min() >= BARS[outtype], (
+        f"{outtype}: min cosine {cos.min():.6f} on {texts[worst]!r}, mean {cos.mean():.7f}"
+    )
