@@ -114,7 +114,8 @@ def write_gguf(
     tok = json.loads((folder / "tokenizer.json").read_text())
     w = gguf.GGUFWriter(str(out), architecture)
     w.add_block_count(config["num_hidden_layers"])
-    w.add_context_length(config["max_position_embeddings"])
+    w.add_context_length(config["max_position_embeddings"] - (
+        config["pad_token_id"] + 1 if config.get("model_type") == "xlm-roberta" else 0))
     w.add_embedding_length(config["hidden_size"])
     w.add_feed_forward_length(config["intermediate_size"])
     w.add_head_count(config["num_attention_heads"])
@@ -122,31 +123,54 @@ def write_gguf(
     w.add_causal_attention(False)
     if pooling is not None:
         w.add_pooling_type(gguf.PoolingType(pooling))
-    vocab = sorted(tok["model"]["vocab"].items(), key=lambda kv: kv[1])
     special = {t["content"] for t in tok["added_tokens"] if t["special"]}
-    tokens, types = [], []
-    for piece, _ in vocab:  # llama.cpp's "phantom space" form
-        if piece in special:
-            tokens.append(piece)
-            types.append(gguf.TokenType.CONTROL)
-        else:
-            tokens.append(piece[2:] if piece.startswith("##") else "\u2581" + piece)
-            types.append(gguf.TokenType.NORMAL)
-    ids = dict(vocab)
-    w.add_tokenizer_model("bert")
-    w.add_token_list(tokens)
-    w.add_token_types(types)
+    offset = 0
+    if tok["model"]["type"] == "Unigram":  # XLM-R: SentencePiece pieces with scores, as "t5"
+        pieces = [p for p, _ in tok["model"]["vocab"]]
+        w.add_tokenizer_model("t5")
+        w.add_token_list(pieces)
+        w.add_token_scores([float(sc) for _, sc in tok["model"]["vocab"]])
+        w.add_token_types([gguf.TokenType.UNKNOWN if p == "<unk>" else gguf.TokenType.CONTROL
+                           if p in special else gguf.TokenType.NORMAL for p in pieces])
+        w.add_add_space_prefix(True)
+        w.add_remove_extra_whitespaces(True)
+        ids = {p: i for i, p in enumerate(pieces)}
+        w.add_bos_token_id(ids["<s>"])
+        w.add_eos_token_id(ids["</s>"])
+        w.add_sep_token_id(ids["</s>"])
+        w.add_pad_token_id(ids["<pad>"])
+        w.add_unk_token_id(ids["<unk>"])
+        offset = config["pad_token_id"] + 1  # the converter drops the rows before padding_idx + 1
+    else:
+        vocab = sorted(tok["model"]["vocab"].items(), key=lambda kv: kv[1])
+        tokens, types = [], []
+        for piece, _ in vocab:  # llama.cpp's "phantom space" form
+            if piece in special:
+                tokens.append(piece)
+                types.append(gguf.TokenType.CONTROL)
+            else:
+                tokens.append(piece[2:] if piece.startswith("##") else "\u2581" + piece)
+                types.append(gguf.TokenType.NORMAL)
+        ids = dict(vocab)
+        w.add_tokenizer_model("bert")
+        w.add_token_list(tokens)
+        w.add_token_types(types)
+        # no CLS id: the converter's gguf has no key for it (llama.cpp falls back to [CLS] = 101)
+        w.add_sep_token_id(ids["[SEP]"])
+        w.add_pad_token_id(ids["[PAD]"])
+        w.add_unk_token_id(ids["[UNK]"])
+        w.add_mask_token_id(ids["[MASK]"])
+        if lowercase_key:
+            w.add_bool("tokenizer.ggml.normalizer.lowercase", True)  # newer converters write it
     w.add_token_type_count(config.get("type_vocab_size", 2))
-    # no CLS id: the converter's gguf has no key for it (llama.cpp falls back to [CLS] = 101)
-    w.add_sep_token_id(ids["[SEP]"])
-    w.add_pad_token_id(ids["[PAD]"])
-    w.add_unk_token_id(ids["[UNK]"])
-    w.add_mask_token_id(ids["[MASK]"])
-    if lowercase_key:
-        w.add_bool("tokenizer.ggml.normalizer.lowercase", True)  # newer converters write it
     qtype = gguf.GGMLQuantizationType[tensor_type]
     for hf, value in load_file(str(folder / "model.safetensors")).items():
         value = value.astype(np.float32)
+        hf = hf.removeprefix("roberta.")
+        if hf == "embeddings.position_embeddings.weight":
+            value = value[offset:]
+        if hf == "embeddings.position_ids":
+            continue
         if value.ndim == 2 and qtype != gguf.GGMLQuantizationType.F32:
             if qtype == gguf.GGMLQuantizationType.F16:
                 w.add_tensor(_gguf_name(hf), value.astype(np.float16))

@@ -15,6 +15,7 @@ from pathlib import Path
 DEFAULT_MODEL = "all-minilm"
 DEFAULT_PORT = 11434
 DEFAULT_KEEP_ALIVE = 300.0  # seconds ("5m", like Ollama)
+DEVICES = ("auto", "cpu", "cuda")
 
 
 def _truthy(value: str | None) -> bool:
@@ -47,6 +48,7 @@ class Settings:
     cache_ttl: float = 7 * 24 * 3600.0  # seconds a Redis entry lives; math.inf = no expiry
     redis_timeout: float = 0.25  # seconds per Redis call before the cache is skipped
     ollama_models: Path = field(default_factory=lambda: Path.home() / ".ollama" / "models")
+    device: str = "auto"  # auto | cpu | cuda: ONNX Runtime's execution providers (engine/onnx.py)
 
     @property
     def models_dir(self) -> Path:
@@ -94,6 +96,15 @@ class Settings:
         s = _cache_settings(s, env)
         if env.get("EMBEDSERVE_LLM_URL"):
             s = replace(s, llm_url=env["EMBEDSERVE_LLM_URL"])
+        if env.get("EMBEDSERVE_DEVICE"):
+            device = env["EMBEDSERVE_DEVICE"].strip().lower()
+            if device not in DEVICES:
+                from embedserve.errors import InvalidInput
+
+                raise InvalidInput(
+                    f"EMBEDSERVE_DEVICE must be one of {', '.join(DEVICES)}, not {device!r}"
+                )
+            s = replace(s, device=device)
         if env.get("OLLAMA_MODELS"):  # Ollama's own store, read by import-ollama
             s = replace(s, ollama_models=Path(env["OLLAMA_MODELS"]).expanduser())
         if env.get("EMBEDSERVE_LLM_MODEL"):

@@ -44,6 +44,21 @@ def test_int8_meets_the_stsb_bar_against_exact(pair: tuple[Embedder, Embedder]) 
         vectors[name] = np.concatenate([a, b])
         scores[name] = spearman((a * b).sum(1), gold)
     assert scores["exact"] == pytest.approx(0.8672, abs=5e-4)
-    assert scores["int8"] >= scores["exact"] - 0.003, scores
+    assert scores["int8"] >= scores["exact"] - 0.002, scores  # issue 9: within 0.002
     cos = (vectors["exact"] * vectors["int8"]).sum(1)
     assert cos.mean() > 0.99 and cos.min() > 0.95, (cos.mean(), cos.min())
+
+
+def test_int8_vectors_do_not_depend_on_the_batch(pair: tuple[Embedder, Embedder]) -> None:
+    """Per-row activation scales: a text alone and inside shuffled batches of 32 (issue 9: >= 0.9999;
+    per-tensor scales gave 0.987)."""
+    import random
+
+    _, int8 = pair
+    texts = sorted({t for r in load_stsb("dev") for t in r[:2]})
+    random.Random(0).shuffle(texts)
+    texts = texts[:320]
+    batched = int8.encode(texts, batch_size=32)
+    alone = np.concatenate([int8.encode([t]) for t in texts])
+    cos = (batched * alone).sum(1)
+    assert cos.min() >= 0.99999, (cos.min(), texts[int(np.argmin(cos))])

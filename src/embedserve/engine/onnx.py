@@ -41,11 +41,35 @@ def session_options(threads: int | None = None):  # type: ignore[no-untyped-def]
     return so
 
 
-def providers() -> list[str]:
-    import onnxruntime as ort
+CUDA = "CUDAExecutionProvider"
+CPU = "CPUExecutionProvider"
 
-    available = ort.get_available_providers()
-    return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+
+def providers(device: str = "auto", available: Sequence[str] | None = None) -> list[str]:
+    """Execution providers for ``EMBEDSERVE_DEVICE``: ``cpu`` -> CPU only; ``cuda`` -> CUDA first
+    (an :class:`EngineError` if this onnxruntime has no CUDA EP: the CPU wheel, not
+    ``onnxruntime-gpu``); ``auto`` -> CUDA when the EP is there, else CPU."""
+    if available is None:
+        import onnxruntime as ort
+
+        available = ort.get_available_providers()
+    if device not in ("auto", "cpu", "cuda"):
+        raise EngineError(f"unknown device {device!r} (auto, cpu or cuda)")
+    has_cuda = CUDA in available
+    if device == "cuda" and not has_cuda:
+        raise EngineError(
+            "EMBEDSERVE_DEVICE=cuda, but this onnxruntime has no CUDA execution provider "
+            f"(it has: {', '.join(available) or 'none'}); install the GPU build: "
+            "pip install 'embedserve[gpu]' (onnxruntime-gpu, in place of onnxruntime)"
+        )
+    if device == "cpu" or not has_cuda:
+        return [CPU]
+    return [CUDA, CPU]
+
+
+def graph_device(chosen: Sequence[str]) -> str:
+    """Which graph variant the providers run: ``cuda`` when CUDA comes first, else ``cpu``."""
+    return "cuda" if chosen and chosen[0] == CUDA else "cpu"
 
 
 def pad_batch(batch: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
@@ -77,18 +101,26 @@ class OnnxEngine:
         info: EngineInfo,
         *,
         threads: int | None = None,
+        device: str = "auto",
     ) -> None:
         import onnxruntime as ort
 
         self.info = info
         self.tokenizer = tokenizer
         self.threads = threads or cpu_quota()
+        chosen = providers(device)
         try:
             self._session = ort.InferenceSession(
-                str(graph), sess_options=session_options(self.threads), providers=providers()
+                str(graph), sess_options=session_options(self.threads), providers=chosen
             )
         except Exception as err:  # onnxruntime raises its own types
             raise EngineError(f"cannot load {graph}: {err}") from err
+        if device == "cuda" and CUDA not in self._session.get_providers():
+            raise EngineError(  # onnxruntime-gpu falls back to CPU when no GPU or driver answers
+                "EMBEDSERVE_DEVICE=cuda, but the CUDA execution provider did not start "
+                "(no GPU, or no CUDA/cuDNN libraries onnxruntime-gpu can load)"
+            )
+        self.device = graph_device(self._session.get_providers())
         self._run = self._session.run
 
     def tokenize(self, texts: Sequence[str], *, truncate: bool = True) -> list[list[int]]:

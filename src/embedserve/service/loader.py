@@ -34,9 +34,10 @@ def install(
     return store.pull(name, progress=pull_progress)
 
 
-def engine_for(model: Any, *, threads: int | None = None):  # type: ignore[no-untyped-def]
-    """An ONNX engine for an installed model (builds and caches its graph on first use)."""
-    from embedserve.engine.onnx import OnnxEngine
+def engine_for(model: Any, *, threads: int | None = None, device: str = "auto"):  # type: ignore[no-untyped-def]
+    """An ONNX engine for an installed model (builds and caches its graph on first use) on
+    ``device`` (``EMBEDSERVE_DEVICE``: auto, cpu, cuda; int8 has a graph variant per device)."""
+    from embedserve.engine.onnx import OnnxEngine, graph_device, providers
     from embedserve.engine.tokenizer import TextTokenizer
     from embedserve.store.folder import inspect_folder
     from embedserve.store.graphs import ensure_graph
@@ -44,14 +45,20 @@ def engine_for(model: Any, *, threads: int | None = None):  # type: ignore[no-un
 
     folder = Path(model.folder)
     meta = inspect_folder(folder)  # window, pooling, normalisation: the folder's own metadata
-    graph = ensure_graph(folder, model.digest, model.quantization)
+    wanted = graph_device(providers(device))
+    graph = ensure_graph(folder, model.digest, model.quantization, wanted)
     info = EngineInfo(
         name=model.name, dim=meta.dim, max_tokens=meta.max_tokens, pooling=meta.pooling,
         normalize=meta.normalize, digest=model.digest,
         variant=f"{model.quantization}-g{GRAPH_FORMAT}",
     )
     tokenizer = TextTokenizer(folder / "tokenizer.json", meta.max_tokens)
-    return OnnxEngine(graph, tokenizer, info, threads=threads)
+    engine = OnnxEngine(graph, tokenizer, info, threads=threads, device=device)
+    if engine.device != wanted:  # auto: onnxruntime-gpu without a working GPU runs on the CPU
+        cpu_graph = ensure_graph(folder, model.digest, model.quantization, engine.device)
+        if cpu_graph != graph:
+            engine = OnnxEngine(cpu_graph, tokenizer, info, threads=threads, device="cpu")
+    return engine
 
 
 def load_engine(
@@ -64,4 +71,4 @@ def load_engine(
 ):  # type: ignore[no-untyped-def]
     """Engine for ``name``. ``pull=False`` (the server) raises ModelNotFound for a missing model."""
     model = install(name, settings, pull=pull, pull_progress=pull_progress)
-    return engine_for(model, threads=threads or settings.threads)
+    return engine_for(model, threads=threads or settings.threads, device=settings.device)

@@ -205,3 +205,32 @@ def test_layout_names_follow_ollama(tmp_path: Path, tiny_gguf: Path) -> None:
     shutil.move(blob, blob.with_name(blob.name.replace("sha256-", "sha256:")))
     assert OllamaStore(root).blob(found.model_layer).name.startswith("sha256:")
     assert json.loads(found.manifest.read_text())["schemaVersion"] == 2
+
+
+def test_an_xlm_roberta_gguf_with_a_sentencepiece_vocabulary_imports(
+    capsys: pytest.CaptureFixture[str], home: Path, tmp_path: Path,
+) -> None:
+    """XLM-R as llama.cpp stores it: arch bert, tokenizer "t5" (Unigram pieces + scores), the
+    position rows before padding_idx + 1 dropped; vectors against the same folder created directly."""
+    pytest.importorskip("transformers")
+    from tinyfamilies import make_hf_model
+
+    src = make_hf_model(tmp_path / "xlmr", "xlm-roberta")
+    ref_home = tmp_path / "ref-home"
+    ModelStore(ref_home).create("xlmr-ref", source=src)
+    root = tmp_path / "ollama"
+    ollama_layout(root, "tiny-xlmr:latest", write_gguf(src, tmp_path / "x.gguf"))
+    code, out, err = run(capsys, "import-ollama", "tiny-xlmr", "--models", str(root))
+    assert code == 0, err
+    model = ModelStore(home).get("tiny-xlmr")
+    assert model.architecture in ("roberta", "xlm-roberta") and model.max_tokens == 40
+    texts = ["the man plays the guitar", "why is the sky blue", "search the library index"]
+    ours = Embedder("tiny-xlmr", settings=Settings(home=home, offline=True)).encode(texts)
+    ref = Embedder("xlmr-ref", settings=Settings(home=ref_home, offline=True)).encode(texts)
+    assert _min_cos(ours, ref) > 0.99999
+    from tokenizers import Tokenizer
+
+    a = Tokenizer.from_file(str(model.folder / "tokenizer.json"))
+    b = Tokenizer.from_file(str(src / "tokenizer.json"))
+    for text in texts:
+        assert a.encode(text).ids == b.encode(text).ids

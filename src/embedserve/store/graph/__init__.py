@@ -13,7 +13,9 @@ onnxruntime's fused form (the way onnxruntime-genai's model builder does it), in
 Inputs: ``input_ids`` int64 [batch, seq], ``attention_mask`` int64 [batch, seq], ``split`` and
 ``width_a`` int64 [1] (rows sorted by length; the first ``split`` rows need at most ``width_a``
 columns: attention pads them only that far). Output: ``pooled`` float32 [batch, hidden].
-``quantization="int8"``: per-channel int8 weight MatMuls, activations quantized per call.
+``quantization="int8"``: per-channel int8 weight MatMuls, activations quantized per token row
+(batch-invariant; :meth:`.builder.GraphBuilder.int8_matmul`). ``device="cuda"``: int8 built from
+ops that have CUDA kernels (the fp32 graph is the same for both devices).
 Nothing assumes a layer count or a width: all of it is read from config.json.
 """
 
@@ -36,18 +38,18 @@ from embedserve.store.graph.heads import HEADS, HeadInput
 from embedserve.store.graph.layout import Groups
 from embedserve.store.graph.weights import Weights, load_weights
 
-GRAPH_FORMAT = 5  # bump when the graph layout changes, so cached graphs are rebuilt
+GRAPH_FORMAT = 6  # bump when the graph layout changes, so cached graphs are rebuilt (6: per-row int8)
 
 __all__ = ["GRAPH_FORMAT", "build_graph", "save_graph", "load_weights", "quantize_per_channel",
            "detect", "Family", "Shape"]
 
 
 def build_graph(folder: Path, quantization: str = "fp32",
-                heads: Sequence[str] = ("pooled",)) -> onnx.ModelProto:
+                heads: Sequence[str] = ("pooled",), device: str = "cpu") -> onnx.ModelProto:
     """Build the fused graph for the sentence-transformers folder ``folder``.
 
     ``quantization="int8"``: the weight MatMuls (not the attention products, LayerNorms, softmax or
-    embeddings) use per-channel int8 weights with dynamically quantized activations.
+    embeddings) use per-channel int8 weights and per-row int8 activations.
     ``heads``: names in :data:`.heads.HEADS`, each adding its outputs.
     """
     int8 = quantization == "int8"
@@ -63,7 +65,7 @@ def build_graph(folder: Path, quantization: str = "fp32",
     fam, shape = detect(meta.config)
     w = Weights(load_weights(folder))
 
-    g = GraphBuilder()
+    g = GraphBuilder(cuda=device == "cuda")
     x = embed(g, fam, shape, w)
     groups = Groups(g, shape.hidden)
     encoder = Encoder(g, fam, shape, w, groups, int8)

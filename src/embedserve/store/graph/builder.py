@@ -19,10 +19,12 @@ def quantize_per_channel(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 class GraphBuilder:
-    def __init__(self) -> None:
+    def __init__(self, *, cuda: bool = False) -> None:
         self.nodes: list[onnx.NodeProto] = []
         self.inits: list[onnx.TensorProto] = []
+        self.cuda = cuda  # int8 with the ops that have CUDA kernels (see int8_matmul)
         self._n = 0
+        self._shared_names: set[str] = set()
 
     def fresh(self, prefix: str) -> str:
         """A name no other node or constant has."""
@@ -68,13 +70,44 @@ class GraphBuilder:
         return self.layer_norm(total, weight, beta, name, eps)
 
     def matmul(self, x: str, weight: np.ndarray, name: str, int8: bool) -> str:
-        """``x @ weight`` (weight is [in, out]); int8: per-output-channel symmetric int8 weights,
-        activations quantized on the fly (``DynamicQuantizeMatMul``)."""
+        """``x @ weight`` (weight is [in, out]); int8: :meth:`int8_matmul`."""
         if not int8:
             return self.op("MatMul", [x, self.const(name, weight)])
-        q, scale = quantize_per_channel(weight)
-        return self.op(
-            "DynamicQuantizeMatMul",
-            [x, self.const(name + "_q", q), self.const(name + "_scale", scale)],
-            domain=MS,
-        )
+        return self.int8_matmul(x, weight, name)
+
+    def int8_matmul(self, x: str, weight: np.ndarray, name: str) -> str:
+        """``x @ weight`` with per-output-channel symmetric int8 weights and **per-row** symmetric
+        int8 activations: each token row gets its own scale (``max |x_row| / 127``), so a text's
+        vector never depends on the other texts of its batch (the integer product is exact, and
+        every scale is the row's own), where a per-tensor scale (``DynamicQuantizeMatMul``) moved
+        it by up to 1.3 % in cosine.
+
+        CPU: the rows are quantised to uint8 around a zero point of 128 (``QuantizeLinear`` along
+        axis 0, ``round(x / s) + 128`` in [1, 255]) so ``MatMulIntegerToFloat`` runs ORT's fast
+        u8 x s8 kernel with one scalar zero point; the row scales are applied after. CUDA
+        (``self.cuda``): int8 rows and ONNX ``MatMulInteger`` (int8 x int8, the one integer
+        product with a CUDA kernel), then the two scales. The same integers either way."""
+        q, w_scale = quantize_per_channel(weight)
+        absmax = self.op("ReduceMax", [self.op("Abs", [x])], axes=[-1], keepdims=1)
+        row = self.op("Mul", [self.op("Max", [absmax, self._shared("int8_tiny", np.float32(1e-30))]),
+                              self._shared("int8_inv127", np.float32(1.0 / 127.0))])  # [tokens, 1]
+        flat = self.op("Reshape", [row, self._shared("int8_flat", np.array([-1], np.int64))])
+        zero = self._shared("int8_zp", np.int8(0) if self.cuda else np.uint8(128))
+        zp = self.op("Expand", [zero, self.op("Shape", [flat])])
+        xq = self.op("QuantizeLinear", [x, flat, zp], axis=0)
+        wq = self.const(name + "_q", q)
+        if self.cuda:
+            acc = self.op("Cast", [self.op("MatMulInteger", [xq, wq])], to=onnx.TensorProto.FLOAT)
+            y = self.op("Mul", [acc, self.const(name + "_scale", w_scale)])
+        else:
+            y = self.op("MatMulIntegerToFloat",
+                        [xq, wq, self._shared("int8_one", np.float32(1.0)),
+                         self.const(name + "_scale", w_scale), zero], domain=MS)
+        return self.op("Mul", [y, row])
+
+    def _shared(self, name: str, value: np.ndarray | np.generic) -> str:
+        """A constant stored once however many nodes use it."""
+        if name not in self._shared_names:
+            self._shared_names.add(name)
+            self.const(name, np.asarray(value))
+        return name

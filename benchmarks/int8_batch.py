@@ -1,0 +1,112 @@
+"""int8 with per-row activation scales (today's tag) against per-tensor scales (the tag before) and
+the exact fp32 graph: batch invariance, STS-B dev quality and speed, all in one run.
+
+    .venv/bin/python benchmarks/int8_batch.py --home ~/.embedserve [--passes 3] [--data DIR]
+
+Needs ``all-minilm`` installed in the home and ../shared/data (STS-B dev). The per-tensor graph is
+the previous builder's (``DynamicQuantizeMatMul``), rebuilt here by swapping that one method.
+Speed: texts/s over the 2,910 unique STS-B dev sentences in shuffled batches of 32 (the server's
+size), best of ``--passes`` interleaved passes; single text p50 over 300 of them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from embedserve.engine.base import EngineInfo
+from embedserve.engine.onnx import OnnxEngine
+from embedserve.engine.tokenizer import TextTokenizer
+from embedserve.eval.data import load_stsb, spearman
+from embedserve.store import graph as graph_pkg
+from embedserve.store.folder import inspect_folder
+from embedserve.store.graph.builder import MS, GraphBuilder, quantize_per_channel
+from embedserve.store.local import ModelStore
+
+
+class PerTensorBuilder(GraphBuilder):
+    def int8_matmul(self, x: str, weight: np.ndarray, name: str) -> str:
+        q, scale = quantize_per_channel(weight)
+        return self.op("DynamicQuantizeMatMul",
+                       [x, self.const(name + "_q", q), self.const(name + "_scale", scale)], domain=MS)
+
+
+def _engine(folder: Path, quantization: str, out: Path, per_tensor: bool = False) -> OnnxEngine:
+    if per_tensor:
+        graph_pkg.GraphBuilder = PerTensorBuilder  # type: ignore[misc]
+    try:
+        graph_pkg.save_graph(graph_pkg.build_graph(folder, quantization), out)
+    finally:
+        graph_pkg.GraphBuilder = GraphBuilder  # type: ignore[misc]
+    meta = inspect_folder(folder)
+    info = EngineInfo(name=out.stem, dim=meta.dim, max_tokens=meta.max_tokens, pooling=meta.pooling,
+                      normalize=True)
+    return OnnxEngine(out, TextTokenizer(folder / "tokenizer.json", meta.max_tokens), info)
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--home", type=Path, default=Path("~/.embedserve").expanduser())
+    ap.add_argument("--passes", type=int, default=3)
+    ap.add_argument("--data", type=Path, default=None, help="the shared data folder (../shared/data)")
+    ap.add_argument("--limit", type=int, default=0, help="time and check invariance on N texts only")
+    args = ap.parse_args()
+    folder = ModelStore(args.home, offline=True).get("all-minilm").folder
+    rows = load_stsb("dev", args.data)
+    texts = sorted({t for r in rows for t in r[:2]})
+    rng = random.Random(0)
+    order = texts[:]
+    rng.shuffle(order)
+    every = order
+    if args.limit:
+        order = order[: args.limit]
+    with tempfile.TemporaryDirectory() as tmp:
+        engines = {
+            "exact (fp32)": _engine(folder, "fp32", Path(tmp) / "fp32.onnx"),
+            "int8 per-tensor (before)": _engine(folder, "int8", Path(tmp) / "pt.onnx", True),
+            "int8 per-row (now)": _engine(folder, "int8", Path(tmp) / "pr.onnx"),
+        }
+        ids = {t: i for t, i in zip(every, engines["exact (fp32)"].tokenize(every))}
+        batches = [[ids[t] for t in order[i : i + 32]] for i in range(0, len(order), 32)]
+        speed: dict[str, list[float]] = {k: [] for k in engines}
+        single: dict[str, list[float]] = {k: [] for k in engines}
+        for _ in range(args.passes):
+            for name, eng in engines.items():
+                t0 = time.perf_counter()
+                for b in batches:
+                    eng.embed_ids(b)
+                speed[name].append(len(order) / (time.perf_counter() - t0))
+                for t in order[:100]:
+                    t0 = time.perf_counter()
+                    eng.embed_ids([ids[t]])
+                    single[name].append((time.perf_counter() - t0) * 1e3)
+        print("| graph | texts/s (batches of 32) | single text p50 ms | alone vs batched, min cos | "
+              "STS-B dev Spearman | vs exact |")
+        print("|---|---:|---:|---:|---:|---:|")
+        exact_score = None
+        for name, eng in engines.items():
+            batched = _unit(np.concatenate([eng.embed_ids(b) for b in batches]))
+            alone = _unit(np.concatenate([eng.embed_ids([ids[t]]) for t in order]))
+            inv = float((batched * alone).sum(1).min())
+            chunks = [[ids[t] for t in every[i : i + 32]] for i in range(0, len(every), 32)]
+            vec = dict(zip(every, _unit(np.concatenate([eng.embed_ids(c) for c in chunks]))))
+            score = spearman([float(vec[a] @ vec[b]) for a, b, _ in rows], [g for _, _, g in rows])
+            exact_score = score if exact_score is None else exact_score
+            print(f"| {name} | {max(speed[name]):,.0f} | {statistics.median(single[name]):.2f} | "
+                  f"{inv:.6f} | {score:.4f} | {score - exact_score:+.4f} |")
+        base = max(speed["int8 per-tensor (before)"])
+        print(f"\nper-row / per-tensor speed: {max(speed['int8 per-row (now)']) / base:.3f}x")
+
+
+if __name__ == "__main__":
+    main()
