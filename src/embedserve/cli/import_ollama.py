@@ -14,7 +14,7 @@ from embedserve.cli.models import human_bytes
 from embedserve.config import load
 from embedserve.errors import EmbedServeError
 from embedserve.store.local import ModelStore
-from embedserve.store.ollama.importer import import_model, survey
+from embedserve.store.ollama.importer import UNREADABLE, import_model, survey
 from embedserve.store.ollama.layout import OllamaModel, OllamaStore
 from embedserve.store.progress import ConsoleProgress
 
@@ -31,6 +31,8 @@ def cmd_import(args: argparse.Namespace) -> int:
         for found in survey(ollama):
             if found.embedding:
                 wanted.append(found.model)
+            elif found.architecture == UNREADABLE:
+                print(f"skipped {found.model.name.display}: its GGUF blob is missing or unreadable")
             else:
                 print(f"skipped {found.model.name.display}: not an embedding model "
                       f"({found.architecture})")

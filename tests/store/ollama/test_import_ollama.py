@@ -109,10 +109,13 @@ def test_without_names_every_embedding_model_is_imported_and_chat_models_listed(
     ollama_layout(ollama_root, "tiny-embed:v2", blob_of(ollama_root, ollama_root.joinpath(
         "manifests", "registry.ollama.ai", "library", "tiny-embed", "latest")),
         namespace="someone")
+    (tmp_path / "junk.gguf").write_bytes(b"GGUF but not really")
+    ollama_layout(ollama_root, "broken", tmp_path / "junk.gguf")
     monkeypatch.setenv("OLLAMA_MODELS", str(ollama_root))  # no --models: the env decides
     code, out, err = run(capsys, "import-ollama")
     assert code == 0, err
     assert "skipped llama3.2:1b: not an embedding model (llama)" in out
+    assert "skipped broken:latest: its GGUF blob is missing or unreadable" in out
     names = sorted(m.name for m in ModelStore(home).list())
     assert names == ["someone/tiny-embed:v2", "tiny-embed:latest"]
     store = ModelStore(home)

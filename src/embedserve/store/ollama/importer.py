@@ -20,6 +20,7 @@ from embedserve.store.ollama.layout import OllamaModel, OllamaStore
 from embedserve.store.progress import SUCCESS, ProgressCallback, ProgressEvent, Throttle, emit
 
 SOURCE_PREFIX = "ollama "
+UNREADABLE = "unreadable"  # Candidate.architecture of a model whose GGUF cannot be opened
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,7 @@ def survey(ollama: OllamaStore) -> list[Candidate]:
         try:
             gg = GGUFFile(ollama.blob(model.model_layer))
         except StoreError:
-            out.append(Candidate(model, False, "unreadable"))
+            out.append(Candidate(model, False, UNREADABLE))
             continue
         out.append(Candidate(model, gg.is_embedding, gg.architecture))
     return out
