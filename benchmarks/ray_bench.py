@@ -31,7 +31,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from load import _free_port, load_texts, run_wrk  # noqa: E402
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "stsb"
+DATA = Path(os.environ.get("EMBEDSERVE_SHARED", Path(__file__).resolve().parents[1].parent / "shared")) / "data" / "stsb"
 SCENARIOS = ((1, 1), (32, 1))
 LAYOUTS = {"1x2": ("1", "2"), "2x1": ("2", "1")}
 
@@ -69,14 +69,15 @@ def start(home: Path, port: int, ray: tuple[str, str] | None, tmp: Path) -> subp
         cmd += ["--ray", "--replicas", ray[0], "--replica-threads", ray[1]]
     else:
         env["EMBEDSERVE_THREADS"] = "2"
-    return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = open(tmp / f"server-{port}.log", "wb")  # noqa: SIM115 - lives as long as the server
+    return subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
 def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 300) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise SystemExit(f"server exited with {proc.returncode}")
+            raise SystemExit(f"server exited with {proc.returncode}: see the server-*.log files")
         try:
             r = httpx.post(f"{url}/api/embed", json={"model": "all-minilm", "input": "warm"}, timeout=30)
             if r.status_code == 200:
@@ -91,12 +92,18 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 300) ->
 
 def measure(url: str, pid: int, texts: list[str], clients: int, seconds: float) -> dict[str, float]:
     cpu0 = tree_cpu(pid)
-    result = run_wrk(url, "all-minilm", texts, clients, 1, seconds)
+    try:
+        result = run_wrk(url, "all-minilm", texts, clients, 1, seconds)
+    except AttributeError:  # wrk printed a latency its parser does not read (e.g. over a minute)
+        return {"requests": 0, "errors": -1, "texts_per_s": float("nan"), "p50_ms": float("nan"),
+                "p99_ms": float("nan"), "cpu_ms_per_request": float("nan")}
     result["cpu_ms_per_request"] = (tree_cpu(pid) - cpu0) * 1e3 / max(1, result["requests"])
     return result
 
 
-def online(home: Path, rounds: int, seconds: float, tmp: Path) -> dict[str, list[dict[str, float]]]:
+def online(
+    home: Path, rounds: int, seconds: float, tmp: Path, layouts: tuple[str, ...] = tuple(LAYOUTS)
+) -> dict[str, list[dict[str, float]]]:
     texts = load_texts(DATA / "stsb-en-dev.csv")[:2000]
     plain_port = _free_port()
     plain = start(home, plain_port, None, tmp)
@@ -105,8 +112,11 @@ def online(home: Path, rounds: int, seconds: float, tmp: Path) -> dict[str, list
     try:
         wait_ready(plain_url, plain)
         for layout, spec in LAYOUTS.items():
+            if layout not in layouts:
+                continue
             port = _free_port()
             t0 = time.monotonic()
+            (tmp / layout).mkdir(exist_ok=True)
             proc = start(home, port, spec, tmp / layout)
             url = f"http://127.0.0.1:{port}"
             try:
@@ -168,13 +178,15 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--seconds", type=float, default=8.0)
     ap.add_argument("--skip-online", action="store_true")
+    ap.add_argument("--layouts", default=",".join(LAYOUTS), help="Ray layouts to run (1x2,2x1)")
+    ap.add_argument("--offline-rounds", type=int, default=None)
     ap.add_argument("--skip-offline", action="store_true")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="ray-bench-"))
     report: dict[str, object] = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     try:
         if not args.skip_online:
-            runs = online(args.home, args.rounds, args.seconds, tmp)
+            runs = online(args.home, args.rounds, args.seconds, tmp, tuple(args.layouts.split(",")))
             table = {}
             for key, rows in runs.items():
                 layout = key.split("/")[0]
@@ -195,7 +207,11 @@ def main() -> None:
                 }
             report["online"] = table
         if not args.skip_offline:
-            report["offline"] = offline(args.home, args.rounds, tmp)
+            report["offline"] = offline(args.home, args.offline_rounds or args.rounds, tmp)
+    except SystemExit:
+        for log in tmp.rglob("server-*.log"):
+            print(log, log.read_text(errors="replace")[-2000:], file=sys.stderr)
+        raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print(json.dumps(report, indent=1))

@@ -46,6 +46,7 @@ class Plan:
     threads: int = 1  # CPUs (and engine threads) per replica
     collections_refusal: str = ""  # non-empty: collection routes answer 503 with this text
     pull: tuple[str, ...] = ()  # models each replica pulls on start if its node lacks them
+    ingress_replicas: int = 1  # HTTP parsing and JSON: one per node in front of many replicas
 
 
 def refusal_routes(message: str) -> list[BaseRoute]:
@@ -130,6 +131,7 @@ def build(
     ingress = serve.deployment(
         Ingress,
         name="ingress",
+        num_replicas=plan.ingress_replicas,
         ray_actor_options={"num_cpus": 0},
         max_ongoing_requests=MAX_ONGOING,
     )
@@ -139,7 +141,8 @@ def build(
 def app_builder(args: dict[str, Any]) -> Any:
     """``serve run embedserve.ray.app:app_builder replicas=2 threads=2 pull=all-minilm`` / a
     RayService's ``import_path``: settings from the environment (EMBEDSERVE_HOME...), the plan from
-    ``args`` (``replicas`` or ``autoscale: "MIN:MAX"``, ``threads``, ``pull``: comma-separated
+    ``args`` (``replicas`` or ``autoscale: "MIN:MAX"``, ``threads``, ``ingress`` replicas,
+    ``pull``: comma-separated
     models each replica pulls if missing). A cluster deployment is multi-node by nature, so the
     collection routes are off unless EMBEDSERVE_DATABASE_URL names a shared database."""
     from embedserve.config import load
@@ -155,6 +158,7 @@ def app_builder(args: dict[str, Any]) -> Any:
         replicas=int(args.get("replicas", 1)),
         autoscale=autoscale,
         threads=int(args.get("threads", 1)),
+        ingress_replicas=int(args.get("ingress", 1)),
         pull=tuple(p.strip() for p in str(args.get("pull", "")).split(",") if p.strip()),
         collections_refusal=""
         if getattr(settings, "database_url", None)
