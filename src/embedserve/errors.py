@@ -21,6 +21,7 @@ The tree::
     │   ├── CorruptModel             a hash mismatch or missing file in an installed model
     │   └── PullError                every source of a pull failed (message names each one)
     ├── EngineError                  inference failed (ONNX Runtime error, NaN output)
+    ├── TrainingError                fine-tuning failed (extra missing, loss diverged)
     ├── Overloaded                   queue full                                   (HTTP 503)
     ├── UpstreamError                an LLM upstream (``ask``) is unreachable or failed (HTTP 502)
     └── CacheError                   the embedding cache is misconfigured (bad EMBEDSERVE_REDIS_URL,
@@ -132,6 +133,10 @@ class EngineError(EmbedServeError):
     pass
 
 
+class TrainingError(EmbedServeError):
+    pass
+
+
 class Overloaded(EmbedServeError):
     pass
 
@@ -164,6 +169,7 @@ __all__ = [
     "PullError",
     "StoreError",
     "TooManyInputs",
+    "TrainingError",
     "Unauthorized",
     "UpstreamError",
     "UserError",

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from embedserve.errors import EmbedServeError
 
-_MODULES = ("models", "embed", "serve", "index", "bench", "keys", "ps", "evaluate", "import_ollama")
+_MODULES = ("models", "embed", "serve", "index", "bench", "keys", "ps", "evaluate", "import_ollama", "finetune")
 
 
 class _Parser(argparse.ArgumentParser):

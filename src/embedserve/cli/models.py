@@ -10,6 +10,7 @@ import argparse
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from embedserve.config import load
 from embedserve.errors import EmbedServeError
@@ -123,6 +124,8 @@ def show_text(model: InstalledModel) -> str:
     origin.append(("folder", str(model.folder)))
     lines += section("Source", origin)
     lines += section("License", [("license", model.license or "unknown")])
+    if model.training:
+        lines += section("Fine-tuning", training_rows(model.training))
     sizes = []
     for rel in model.files:
         try:
@@ -131,6 +134,17 @@ def show_text(model: InstalledModel) -> str:
             sizes.append((rel, "missing"))
     lines += section("Files", sizes)
     return "\n".join(lines).rstrip() + "\n"
+
+
+def training_rows(training: dict[str, Any]) -> list[tuple[str, str]]:
+    """The manifest's ``training`` record as ``show`` prints it (scalars, one per line)."""
+    rows = []
+    for key, value in training.items():
+        if isinstance(value, dict):
+            rows += [(f"{key}.{k}", str(v)) for k, v in value.items()]
+        else:
+            rows.append((key.replace("_", " "), str(value)))
+    return rows
 
 
 def cmd_show(args: argparse.Namespace) -> int:

@@ -9,6 +9,7 @@ model, only a new manifest is written: the blob is shared. ``--quantize int8`` r
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from embedserve.errors import InputFileError, InvalidInput
 from embedserve.store.folder import copy_files, inspect_folder, remove_tree
@@ -35,6 +36,7 @@ def create_model(
     source: Path | str,
     quantize: str | None = None,
     progress: ProgressCallback | None = None,
+    training: dict[str, Any] | None = None,
 ) -> InstalledModel:
     canon = store.resolve(name)
     if quantize is not None and quantize not in QUANTIZATIONS:
@@ -81,6 +83,7 @@ def create_model(
             quantization=quantize or "fp32",
             source=f"folder {folder}",
             card=None,
+            training=training,
         )
     finally:
         remove_tree(work)

