@@ -75,7 +75,17 @@ def test_collections_really_live_in_postgres(settings: Settings, pg_url: str) ->
         (meta,) = conn.execute("SELECT metadata FROM collection_documents").fetchone()  # type: ignore[misc]
         indexes = [r[0] for r in conn.execute("SELECT indexdef FROM pg_indexes WHERE indexname LIKE '%hnsw%'")]
     assert n == 1 and meta == {"k": 1}  # jsonb
+    assert indexes == []  # the HNSW index comes with the first ann query
+    assert col.query("hello postgres", top_k=1, strategy="ann")[0].id == "a"
+    with psycopg.connect(pg_url) as conn:
+        indexes = [r[0] for r in conn.execute("SELECT indexdef FROM pg_indexes WHERE indexname LIKE '%hnsw%'")]
+        conn.execute("SET enable_seqscan = off")  # one row: the planner would scan anyway
+        plan = "\n".join(r[0] for r in conn.execute(
+            "EXPLAIN SELECT key FROM collection_chunks WHERE collection_id = %s"
+            " ORDER BY embedding::vector(32) <#> %s::vector LIMIT 5", (col._row.id, "[" + ",".join(["0.1"] * 32) + "]"),
+        ))
     assert len(indexes) == 1 and "hnsw" in indexes[0] and "vector(32)" in indexes[0]
+    assert "collection_chunks_hnsw" in plan  # the query really uses it
     assert [c.name for c in Collection.list(settings)] == ["pg"]
 
 
