@@ -19,13 +19,14 @@ WORDS = (
 ).split()
 
 
-def _tokenizer_json(folder: Path, max_len: int) -> int:
+def _tokenizer_json(folder: Path, max_len: int, extra_tokens: tuple[str, ...] = ()) -> int:
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
 
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
     vocab += list(string.ascii_lowercase + string.digits + string.punctuation)
     vocab += ["##" + c for c in string.ascii_lowercase + string.digits]
     vocab += [w for w in WORDS if w not in vocab]
+    vocab += [t for t in extra_tokens if t not in vocab]
     ids = {t: i for i, t in enumerate(vocab)}
     tok = Tokenizer(models.WordPiece(ids, unk_token="[UNK]"))
     tok.normalizer = normalizers.BertNormalizer(lowercase=True)
@@ -53,12 +54,13 @@ def make_tiny_bert(
     pooling: str = "mean",
     normalize: bool = True,
     seed: int = 0,
+    extra_tokens: tuple[str, ...] = (),
 ) -> Path:
     """Write config.json, tokenizer.json, modules.json, 1_Pooling/, model.safetensors into folder."""
     from safetensors.numpy import save_file
 
     folder.mkdir(parents=True, exist_ok=True)
-    vocab_size = _tokenizer_json(folder, max_seq_length)
+    vocab_size = _tokenizer_json(folder, max_seq_length, extra_tokens)
     max_pos = max_seq_length * 2
     config = {
         "architectures": ["BertModel"], "model_type": "bert", "hidden_act": "gelu",

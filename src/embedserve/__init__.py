@@ -27,17 +27,20 @@ from embedserve.errors import (
     UpstreamError,
     UserError,
 )
+from embedserve.late_interaction import maxsim, maxsim_batch, maxsim_matrix
 from embedserve.vectors import quantize_embeddings, similarity
 
 if TYPE_CHECKING:
     from embedserve.embedder import Embedder
     from embedserve.index.collection import Collection
+    from embedserve.reranker import Reranker
 
 __version__ = "0.1.0"
 
 _LAZY = {
     "Embedder": "embedserve.embedder",
     "Collection": "embedserve.index.collection",
+    "Reranker": "embedserve.reranker",
 }
 
 
@@ -68,11 +71,15 @@ __all__ = [
     "Overloaded",
     "PayloadTooLarge",
     "PullError",
+    "Reranker",
     "StoreError",
     "TooManyInputs",
     "UpstreamError",
     "UserError",
     "__version__",
+    "maxsim",
+    "maxsim_batch",
+    "maxsim_matrix",
     "quantize_embeddings",
     "similarity",
 ]

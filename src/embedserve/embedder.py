@@ -153,14 +153,30 @@ class Embedder:
         dimensions: int | None = None,
         batch_tokens: int | None = None,
         progress: Callable[[int], None] | None = None,
-    ) -> np.ndarray:
+        output: str = "sentence",
+        role: str = "document",
+    ) -> Any:
         """Float32 vectors, shape (n, d), or (d,) for a single string.
 
         ``normalize``: unit length (cosine = dot); ``False`` gives the raw pooled vectors.
         ``truncate=False`` raises ``InputTooLong`` (with the text's index and token count) instead
         of cutting at the model's window. ``dimensions`` keeps the first d values and re-normalises.
         ``batch_size`` caps texts per batch; batches are also cut at ``batch_tokens`` padded tokens.
+
+        ``output="token"``: one float32 ``(tokens, d)`` array per text (a list; one array for a
+        single string), each token vector unit length unless ``normalize=False``, for
+        :func:`embedserve.maxsim`. Special tokens are *dropped* for a sentence-transformers model
+        (row k is the text's k-th token, as ``token_spans`` lists them); a ColBERT checkpoint
+        returns the vectors its recipe scores with: ``role="query"`` adds the [Q] marker and
+        [MASK] expansion to ``query_maxlen`` rows, ``role="document"`` the [D] marker, minus
+        punctuation.
         """
+        if output == "token":
+            return self._encode_tokens(texts, batch_size=batch_size, normalize=normalize,
+                                       truncate=truncate, batch_tokens=batch_tokens,
+                                       progress=progress, role=role)
+        if output != "sentence":
+            raise InvalidInput(f"output must be 'sentence' or 'token', got {output!r}")
         single = isinstance(texts, str)
         items: list[str] = [texts] if isinstance(texts, str) else [str(t) for t in texts]
         if batch_size is not None and batch_size < 1:
@@ -188,4 +204,42 @@ class Embedder:
             out = l2_normalize(out)
         if dimensions is not None:
             out = truncate_dimensions(out, dimensions)
+        return out[0] if single else out
+
+    def tokenize(self, texts: Sequence[str], *, truncate: bool = True, role: str = "document") -> list[list[int]]:
+        """Token ids as the engine will see them (a ColBERT query: marked and expanded)."""
+        if role not in ("query", "document"):
+            raise InvalidInput(f"role must be 'query' or 'document', got {role!r}")
+        query_tokenize = getattr(self._engine, "tokenize_query", None)
+        if role == "query" and query_tokenize is not None:
+            return query_tokenize(list(texts), truncate=truncate)  # type: ignore[no-any-return]
+        return self._engine.tokenize(list(texts), truncate=truncate)
+
+    def _encode_tokens(
+        self, texts: str | Sequence[str], *, batch_size: int | None, normalize: bool, truncate: bool,
+        batch_tokens: int | None, progress: Callable[[int], None] | None, role: str,
+    ) -> Any:
+        engine = self._engine
+        if not callable(getattr(engine, "embed_tokens", None)):
+            raise InvalidInput(f"model {engine.info.name!r} does not give token vectors")
+        single = isinstance(texts, str)
+        items = [texts] if single else list(texts)
+        if batch_size is not None and batch_size < 1:
+            raise InvalidInput(f"batch_size must be at least 1, got {batch_size}")
+        out: list[np.ndarray] = [np.empty(0)] * len(items)
+        for start in range(0, len(items), _CHUNK):
+            chunk = items[start : start + _CHUNK]
+            try:
+                ids = self.tokenize(chunk, truncate=truncate, role=role)
+            except InputTooLong as err:
+                raise InputTooLong(start + err.index, err.tokens, err.limit) from None
+            plan = plan_batches([len(x) for x in ids], batch_tokens or DEFAULT_BATCH_TOKENS,
+                                batch_size or DEFAULT_MAX_BATCH)
+            for batch in plan:
+                vecs = engine.embed_tokens([ids[i] for i in batch])  # type: ignore[attr-defined]
+                for i, v in zip(batch, vecs):
+                    v = np.asarray(v, dtype=np.float32)
+                    out[start + i] = l2_normalize(v) if normalize and len(v) else v
+                if progress is not None:
+                    progress(len(batch))
         return out[0] if single else out

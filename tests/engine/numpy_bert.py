@@ -26,6 +26,13 @@ def _gelu(x: np.ndarray) -> np.ndarray:
 
 def forward(folder: Path, ids: list[int]) -> np.ndarray:
     """Pooled (un-normalised) vector of one unpadded sequence, in float64."""
+    x = hidden_states(folder, ids)
+    n = len(ids)
+    return _pool(folder, x, n)
+
+
+def hidden_states(folder: Path, ids: list[int]) -> np.ndarray:
+    """Last hidden state ``(len(ids), hidden)`` of one unpadded sequence, in float64."""
     cfg = json.loads((folder / "config.json").read_text())
     w = {k: v.astype(np.float64) for k, v in load_weights(folder).items() if v.dtype.kind == "f"}
     eps = cfg.get("layer_norm_eps", 1e-12)
@@ -56,6 +63,10 @@ def forward(folder: Path, ids: list[int]) -> np.ndarray:
         h = _gelu(lin("intermediate.dense", x))
         x = _layer_norm(lin("output.dense", h) + x,
                         w[p + "output.LayerNorm.weight"], w[p + "output.LayerNorm.bias"], eps)
+    return x
+
+
+def _pool(folder: Path, x: np.ndarray, n: int) -> np.ndarray:
     pooling = inspect_folder(folder).pooling
     if pooling == "cls":
         return x[0]

@@ -22,6 +22,7 @@ class EngineInfo:
     normalize: bool  # the model's own pipeline ends in Normalize
     digest: str = ""  # sha256 of the weights
     variant: str = ""  # what else decides the vectors: quantization and graph format ("int8-g5")
+    kind: str = "embedding"  # "embedding" | "colbert" (token vectors) | "reranker" (pair scores)
 
 
 @runtime_checkable
@@ -41,6 +42,36 @@ class Engine(Protocol):
 
     def token_spans(self, text: str) -> list[tuple[int, int]]:
         """Character (start, end) of each non-special token of ``text``, untruncated (for chunking)."""
+        ...
+
+
+@runtime_checkable
+class TokenEngine(Protocol):
+    """An engine that also gives token vectors (embedders and ColBERT checkpoints)."""
+
+    info: EngineInfo
+
+    def embed_tokens(self, batch: Sequence[Sequence[int]]) -> list[np.ndarray]:
+        """Un-normalised token vectors per input, one ``(tokens, dim)`` float32 array each: the
+        vectors the model scores with (an embedder drops [CLS]/[SEP]; ColBERT keeps its markers
+        and query expansion, and drops a document's punctuation)."""
+        ...
+
+
+@runtime_checkable
+class PairEngine(Protocol):
+    """A cross-encoder: scores (query, document) pairs."""
+
+    info: EngineInfo
+
+    def tokenize_pairs(
+        self, pairs: Sequence[tuple[str, str]], *, truncate: bool = True
+    ) -> list[list[int]]:
+        """``[CLS] query [SEP] document [SEP]`` ids, cut longest-first to ``info.max_tokens``."""
+        ...
+
+    def score_ids(self, batch: Sequence[Sequence[int]]) -> np.ndarray:
+        """Raw logits, float32 ``(len(batch),)``."""
         ...
 
 

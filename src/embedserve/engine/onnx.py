@@ -129,9 +129,14 @@ class OnnxEngine:
     def token_spans(self, text: str) -> list[tuple[int, int]]:
         return self.tokenizer.spans(text)
 
-    def embed_ids(self, batch: Sequence[Sequence[int]]) -> np.ndarray:
-        if not batch:
-            return np.zeros((0, self.info.dim), dtype=np.float32)
+    def extra_feeds(self, rows: list[Sequence[int]], ids: np.ndarray, mask: np.ndarray) -> dict[str, np.ndarray]:
+        """Inputs beyond ids, mask and the attention split (heads that take more override this)."""
+        return {}
+
+    def run_sorted(
+        self, batch: Sequence[Sequence[int]], outputs: list[str]
+    ) -> tuple[list[int], list[Sequence[int]], list[np.ndarray]]:
+        """Run the graph on ``batch`` sorted by length: (order, sorted rows, outputs in that order)."""
         order = sorted(range(len(batch)), key=lambda i: len(batch[i]))
         rows = [batch[i] for i in order]
         split = attention_split([len(r) for r in rows])
@@ -141,13 +146,41 @@ class OnnxEngine:
             "attention_mask": mask,
             "split": np.array([split], np.int64),
             "width_a": np.array([len(rows[split - 1])], np.int64),
+            **self.extra_feeds(rows, ids, mask),
         }
         try:
-            (out,) = self._run(["pooled"], feeds)
+            return order, rows, self._run(outputs, feeds)
         except Exception as err:
             raise EngineError(f"inference failed: {err}") from err
-        if order != list(range(len(order))):
-            unsorted = np.empty_like(out)
-            unsorted[order] = out
-            return unsorted
+
+    def embed_ids(self, batch: Sequence[Sequence[int]]) -> np.ndarray:
+        if not batch:
+            return np.zeros((0, self.info.dim), dtype=np.float32)
+        order, _, (out,) = self.run_sorted(batch, ["pooled"])
+        return unsort(out, order)
+
+    def token_rows(self, batch: Sequence[Sequence[int]]) -> tuple[list[int], list[Sequence[int]], list[np.ndarray]]:
+        """Every token's vector, per sorted row: (order, sorted rows, one (len, d) array each)."""
+        order, rows, (packed,) = self.run_sorted(batch, ["tokens"])
+        ends = np.cumsum([len(r) for r in rows])
+        return order, rows, np.split(packed, ends[:-1])
+
+    def embed_tokens(self, batch: Sequence[Sequence[int]]) -> list[np.ndarray]:
+        """Un-normalised last hidden state per input, ``(len(ids) - 2, dim)``: [CLS] and the final
+        [SEP] are dropped, so row k is the k-th text token (``token_spans`` order)."""
+        if not batch:
+            return []
+        order, _, parts = self.token_rows(batch)
+        out: list[np.ndarray] = [np.empty(0)] * len(batch)
+        for k, i in enumerate(order):
+            out[i] = parts[k][1:-1]
         return out
+
+
+def unsort(out: np.ndarray, order: list[int]) -> np.ndarray:
+    """Rows computed in ``order`` back in the caller's order."""
+    if order == list(range(len(order))):
+        return out
+    unsorted = np.empty_like(out)
+    unsorted[order] = out
+    return unsorted

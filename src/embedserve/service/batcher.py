@@ -53,27 +53,33 @@ from embedserve.service.metrics import Metrics
 OVERLOADED_MESSAGE = "server busy, please try again.  maximum pending requests exceeded"
 
 
+MODES = ("embed", "tokens", "query_tokens", "pairs")
+
+
 class _Request:
     __slots__ = (
-        "counts", "error", "future", "limit", "n", "on_compute", "out", "remaining", "seconds",
+        "counts", "error", "future", "limit", "mode", "n", "on_compute", "out", "remaining",
+        "seconds",
         "texts", "tokens", "truncate",
     )
 
     def __init__(
         self,
-        texts: Sequence[str],
+        texts: Sequence[Any],
         truncate: bool,
         limit: int,
         future: asyncio.Future[Any],
         on_compute: Callable[[float], None] | None = None,
         counts: bool = False,
+        mode: str = "embed",
     ) -> None:
         self.texts = texts
+        self.mode = mode  # embed: pooled vectors; tokens / query_tokens: token vectors; pairs: scores
         self.truncate = truncate
         self.limit = limit  # 0: the model's window; else a smaller window (Ollama's num_ctx)
         self.future = future
         self.n = len(texts)
-        self.out: np.ndarray | None = None
+        self.out: Any = None  # (n, d) array; a list of (tokens, d) arrays; (n,) scores
         self.tokens = 0
         self.remaining = self.n
         self.error: BaseException | None = None
@@ -161,15 +167,20 @@ class Batcher:
 
     def submit(
         self,
-        texts: Sequence[str],
+        texts: Sequence[Any],
         truncate: bool = True,
         limit: int = 0,
         *,
         on_compute: Callable[[float], None] | None = None,
         counts: bool = False,
+        mode: str = "embed",
     ) -> asyncio.Future[Any]:
         """Queue ``texts``; the future resolves to ``(vectors (n, d) float32 raw, token_count)``,
         or with ``counts`` to ``(vectors, token_count, tokens per input)`` (for the cache).
+
+        ``mode="tokens"`` (``"query_tokens"``: a ColBERT query) resolves to a list of raw
+        ``(tokens, d)`` arrays instead, ``mode="pairs"`` (texts are ``(query, document)`` tuples)
+        to raw logits ``(n,)``; all modes share the queue, the windows and the token budget.
 
         ``limit`` (> 1) narrows the window below the model's, like Ollama's ``num_ctx``: longer
         inputs keep their first ``limit - 1`` tokens and their closing special token.
@@ -188,7 +199,8 @@ class Batcher:
         future: asyncio.Future[Any] = self._loop.create_future()
         n = len(texts)
         if n == 0:
-            empty = np.zeros((0, self.engine.info.dim), np.float32)
+            empty: Any = ([] if "tokens" in mode else np.zeros(0, np.float32) if mode == "pairs"
+                          else np.zeros((0, self.engine.info.dim), np.float32))
             future.set_result((empty, 0, []) if counts else (empty, 0))
             return future
         pending = len(self._queue)
@@ -197,7 +209,7 @@ class Batcher:
             if self.metrics is not None:
                 self.metrics.overloaded.inc(1, (self.name,))
             raise Overloaded(OVERLOADED_MESSAGE)
-        req = _Request(texts, truncate, limit, future, on_compute, counts)
+        req = _Request(texts, truncate, limit, future, on_compute, counts, mode)
         if n == 1:
             self._queue.append((req, 0))
         else:
@@ -228,7 +240,8 @@ class Batcher:
             if item[0].future.done():  # cancelled by its client, or already failed
                 continue
             window.append(item)
-            chars += len(item[0].texts[item[1]])
+            text = item[0].texts[item[1]]
+            chars += len(text) if isinstance(text, str) else sum(len(t) for t in text)
         return window
 
     async def _gather(self, want: int, seconds: float) -> None:
@@ -309,7 +322,6 @@ class Batcher:
 
     def _process(self, window: list[_Item]) -> None:
         """Worker thread: tokenise per request, sort by length, run batches under the budget."""
-        engine = self.engine
         entries: list[tuple[int, _Request, int, list[int]]] = []
         # group consecutive items of one request (a window holds them in queue order)
         start = 0
@@ -321,7 +333,7 @@ class Batcher:
             if req.error is None and not req.future.cancelled():  # a client that hung up: skip
                 idxs = [i for _, i in window[start:end]]
                 try:
-                    ids = engine.tokenize([req.texts[i] for i in idxs], truncate=req.truncate)
+                    ids = self._tokenize(req, [req.texts[i] for i in idxs])
                     if req.limit:
                         ids = _narrow(ids, idxs, req.limit, req.truncate)
                 except InvalidInput as exc:  # e.g. InputTooLong: fails this request only
@@ -336,28 +348,47 @@ class Batcher:
         if not entries:
             return
         if len(entries) > 1:
-            entries.sort(key=lambda e: e[0])
+            entries.sort(key=lambda e: (e[1].mode, e[0]))
         budget = self.batch_tokens
         batch: list[tuple[int, _Request, int, list[int]]] = []
         for entry in entries:
             # sorted ascending, so the newcomer is the longest: cost = its length x new count
-            if batch and (entry[0] * (len(batch) + 1) > budget or len(batch) >= self.max_batch):
+            if batch and (entry[0] * (len(batch) + 1) > budget or len(batch) >= self.max_batch
+                          or entry[1].mode != batch[0][1].mode):
                 self._run_batch(batch)
                 batch = []
             batch.append(entry)
         self._run_batch(batch)
+
+    def _tokenize(self, req: _Request, texts: list[Any]) -> list[list[int]]:
+        engine: Any = self.engine
+        if req.mode == "pairs":
+            return engine.tokenize_pairs(texts, truncate=req.truncate)  # type: ignore[no-any-return]
+        if req.mode == "query_tokens" and hasattr(engine, "tokenize_query"):
+            return engine.tokenize_query(texts, truncate=req.truncate)  # type: ignore[no-any-return]
+        return engine.tokenize(texts, truncate=req.truncate)  # type: ignore[no-any-return]
+
+    def _infer(self, mode: str, batch: list[list[int]]) -> Any:
+        engine: Any = self.engine
+        if mode == "pairs":
+            out = np.asarray(engine.score_ids(batch), dtype=np.float32).reshape(-1)
+        elif mode != "embed":
+            out = [np.asarray(v, dtype=np.float32) for v in engine.embed_tokens(batch)]
+        else:
+            out = np.asarray(engine.embed_ids(batch), dtype=np.float32)
+            if out.ndim != 2:
+                raise EngineError(f"engine returned shape {out.shape} for a batch of {len(batch)} inputs")
+        if len(out) != len(batch):
+            raise EngineError(f"engine returned {len(out)} results for a batch of {len(batch)} inputs")
+        return out
 
     def _run_batch(self, batch: list[tuple[int, _Request, int, list[int]]]) -> None:
         live = [e for e in batch if e[1].error is None and not e[1].future.cancelled()]
         if not live:
             return
         t0 = time.perf_counter()
-        vectors = self.engine.embed_ids([e[3] for e in live])
-        vectors = np.asarray(vectors, dtype=np.float32)
-        if vectors.ndim != 2 or vectors.shape[0] != len(live):
-            raise EngineError(
-                f"engine returned shape {vectors.shape} for a batch of {len(live)} inputs"
-            )
+        mode = live[0][1].mode
+        vectors = self._infer(mode, [e[3] for e in live])
         elapsed = time.perf_counter() - t0
         if self.metrics is not None:
             self.metrics.observe_batch(self.name, [e[0] for e in live])
@@ -367,9 +398,10 @@ class Batcher:
         for row, (length, req, i, _) in enumerate(live):
             if req.n == 1:
                 req.out = vectors[row : row + 1]
-            else:
-                if req.out is None:
-                    req.out = np.empty((req.n, vectors.shape[1]), dtype=np.float32)
+            elif req.out is None:
+                req.out = ([None] * req.n if isinstance(vectors, list)
+                           else np.empty((req.n, *vectors.shape[1:]), dtype=np.float32))
+            if req.n > 1:
                 req.out[i] = vectors[row]
             req.seconds += per_token * length
             req.remaining -= 1

@@ -44,14 +44,27 @@ def engine_for(model: Any, *, threads: int | None = None, device: str = "auto"):
     from embedserve.store.onnx_builder import GRAPH_FORMAT
 
     folder = Path(model.folder)
-    meta = inspect_folder(folder)  # window, pooling, normalisation: the folder's own metadata
+    meta = inspect_folder(folder)  # window, pooling, normalisation, kind: the folder's own metadata
     wanted = graph_device(providers(device))
     graph = ensure_graph(folder, model.digest, model.quantization, wanted)
     info = EngineInfo(
         name=model.name, dim=meta.dim, max_tokens=meta.max_tokens, pooling=meta.pooling,
         normalize=meta.normalize, digest=model.digest,
-        variant=f"{model.quantization}-g{GRAPH_FORMAT}",
+        variant=f"{model.quantization}-g{GRAPH_FORMAT}", kind=meta.kind,
     )
+    if meta.kind == "colbert":
+        from embedserve.engine.colbert import ColbertEngine
+        from embedserve.store.kinds import colbert_spec
+
+        spec = colbert_spec(folder)
+        tokenizer = TextTokenizer(folder / "tokenizer.json", meta.max_tokens)
+        return ColbertEngine(graph, tokenizer, info, spec, threads=threads)
+    if meta.kind == "reranker":
+        from embedserve.engine.crossencoder import CrossEncoderEngine
+        from embedserve.store.kinds import activation_of
+
+        tokenizer = TextTokenizer(folder / "tokenizer.json", meta.max_tokens)
+        return CrossEncoderEngine(graph, tokenizer, info, activation_of(meta.config), threads=threads)
     tokenizer = TextTokenizer(folder / "tokenizer.json", meta.max_tokens)
     engine = OnnxEngine(graph, tokenizer, info, threads=threads, device=device)
     if engine.device != wanted:  # auto: onnxruntime-gpu without a working GPU runs on the CPU

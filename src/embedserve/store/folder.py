@@ -54,6 +54,7 @@ class FolderInfo:
     license: str | None = None
     prompts: dict[str, str] = field(default_factory=dict, compare=False)  # name -> prefix
     default_prompt_name: str | None = None
+    kind: str = "embedding"  # "embedding" | "colbert" | "reranker" (embedserve.store.kinds)
 
 
 def _bad(folder: Path, why: str) -> InputFileError:
@@ -70,8 +71,8 @@ def _read_json(folder: Path, rel: str) -> Any:
         raise _bad(folder, f"{rel} is not valid JSON ({err})") from None
 
 
-def count_parameters(weights: Path) -> int:
-    """Number of floating-point values in a safetensors file (its header only is read)."""
+def safetensors_header(weights: Path) -> dict[str, Any]:
+    """The JSON header of a safetensors file: tensor name -> {dtype, shape, data_offsets}."""
     try:
         with weights.open("rb") as f:
             (n,) = struct.unpack("<Q", f.read(8))
@@ -80,6 +81,14 @@ def count_parameters(weights: Path) -> int:
             header = json.loads(f.read(n))
     except (OSError, ValueError, struct.error) as err:
         raise InputFileError(f"{weights} is not a safetensors file ({err})") from None
+    if not isinstance(header, dict):
+        raise InputFileError(f"{weights} is not a safetensors file (bad header)")
+    return header
+
+
+def count_parameters(weights: Path) -> int:
+    """Number of floating-point values in a safetensors file (its header only is read)."""
+    header = safetensors_header(weights)
     return sum(
         math.prod(v["shape"])
         for k, v in header.items()
@@ -108,16 +117,28 @@ def inspect_folder(folder: Path) -> FolderInfo:
     folder = Path(folder)
     if not folder.is_dir():
         raise InputFileError(f"{folder}: no such folder")
-    for rel in REQUIRED_FILES:
+    from embedserve.store.kinds import inspect_special, kind_of
+
+    config = _read_json(folder, "config.json") if (folder / "config.json").is_file() else {}
+    model_kind = kind_of(folder, config) if isinstance(config, dict) else "embedding"
+    for rel in REQUIRED_FILES if model_kind == "embedding" else ():
         if not (folder / rel).is_file():
             if rel == WEIGHTS and (folder / "pytorch_model.bin").is_file():
                 raise _bad(
                     folder, "only model.safetensors weights are supported, found pytorch_model.bin"
                 )
             raise _bad(folder, f"{rel} is missing")
-    config = _read_json(folder, "config.json")
     if not isinstance(config, dict):
         raise _bad(folder, "config.json is not a JSON object")
+    if model_kind != "embedding":  # a ColBERT checkpoint or a cross-encoder: no modules.json
+        special = inspect_special(folder, config, model_kind)
+        return FolderInfo(
+            architecture="bert", layers=int(config.get("num_hidden_layers", 0)),
+            dim=special["dim"], max_tokens=special["max_tokens"], pooling=special["pooling"],
+            normalize=special["normalize"], parameters=count_parameters(folder / WEIGHTS),
+            files=tuple(sorted(special["files"])), config=config, license=_license(folder),
+            kind=model_kind,
+        )
     from embedserve.store.graph.family import detect, family_name, supported
 
     model_type = str(config.get("model_type", ""))

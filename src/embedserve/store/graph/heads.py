@@ -1,9 +1,19 @@
 """Heads: what the graph outputs from the encoder's last hidden states.
 
 A head takes :class:`HeadInput` (the packed last hidden states, the batch layout, the weights)
-and returns its outputs as ``(name, value, ValueInfo)``. Today's head is pooling (``pooled``
-[batch, hidden], un-normalised, over the attention mask, the way sentence-transformers pools);
-token outputs or a classifier join as further heads in :data:`HEADS`.
+and returns its outputs as ``(name, value, ValueInfo)``:
+
+* ``pooled``: [batch, hidden], un-normalised, over the attention mask, the way
+  sentence-transformers pools;
+* ``tokens``: [tokens, hidden], the unpooled last hidden state of every real token, packed in
+  row-major order of the (length-sorted) batch (``encode(..., output="token")``);
+* ``colbert``: ``tokens`` [tokens, dim] through a ColBERT checkpoint's linear projection
+  (``linear.weight``, no bias), un-normalised;
+* ``scores``: [batch, labels], a ``*ForSequenceClassification`` cross-encoder's logits: BERT's
+  pooler (dense + tanh on [CLS]) then the classification linear.
+
+``colbert`` needs the graph's ``key_mask`` input and ``scores`` its ``token_type_ids`` input
+(:data:`NEEDS`).
 """
 
 from __future__ import annotations
@@ -71,4 +81,41 @@ def pool(g: GraphBuilder, x: str, pooling: str) -> str:
     raise StoreError(f"unsupported pooling {pooling!r}")
 
 
-HEADS: dict[str, Head] = {"pooled": pooling_head}
+def token_head(h: HeadInput) -> list[HeadOutput]:
+    info = helper.make_tensor_value_info("tokens", TensorProto.FLOAT, ["tokens", h.shape.hidden])
+    return [("tokens", h.hidden, info)]
+
+
+def colbert_head(h: HeadInput) -> list[HeadOutput]:
+    weight = h.weights.get("linear.weight")  # torch Linear: [dim, hidden]
+    if weight.ndim != 2 or weight.shape[1] != h.shape.hidden:
+        raise StoreError(f"linear.weight has shape {tuple(weight.shape)}, "
+                         f"expected (dim, {h.shape.hidden})")
+    projected = h.g.op("MatMul", [h.hidden, h.g.const("colbert_linear", weight.T)])
+    info = helper.make_tensor_value_info("tokens", TensorProto.FLOAT, ["tokens", weight.shape[0]])
+    return [("tokens", projected, info)]
+
+
+def scores_head(h: HeadInput) -> list[HeadOutput]:
+    g, w, hidden = h.g, h.weights, h.shape.hidden
+    cls = g.op("Gather", [h.padded, g.const("cls_index", np.array(0, np.int64))], axis=1)
+    dense = g.op("MatMul", [cls, g.const("pooler_w", w.get("pooler.dense.weight").T)])
+    pooled = g.op("Tanh", [g.op("Add", [dense, g.const("pooler_b", w.get("pooler.dense.bias"))])])
+    weight = w.get("classifier.weight")
+    if weight.ndim != 2 or weight.shape[1] != hidden:
+        raise StoreError(f"classifier.weight has shape {tuple(weight.shape)}, expected (labels, {hidden})")
+    logits = g.op("Add", [g.op("MatMul", [pooled, g.const("classifier_w", weight.T)]),
+                          g.const("classifier_b", w.get("classifier.bias"))])
+    info = helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["batch", weight.shape[0]])
+    return [("scores", logits, info)]
+
+
+HEADS: dict[str, Head] = {
+    "pooled": pooling_head,
+    "tokens": token_head,
+    "colbert": colbert_head,
+    "scores": scores_head,
+}
+# extra graph inputs a head needs: "key_mask" (tokens that exist but are not attended to: ColBERT's
+# [MASK] query expansion), "token_type_ids" (a pair's segment B)
+NEEDS: dict[str, tuple[str, ...]] = {"colbert": ("key_mask",), "scores": ("token_type_ids",)}

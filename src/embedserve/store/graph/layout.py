@@ -22,10 +22,11 @@ class Layout:
     """A padded ``[rows, seq]`` layout given by a 0/1 mask, and the moves between it and the packed
     ``[tokens, width]`` form (tokens in row-major order, so consecutive row ranges stay contiguous)."""
 
-    def __init__(self, g: GraphBuilder, mask: str, hidden: int) -> None:
+    def __init__(self, g: GraphBuilder, mask: str, hidden: int, keys: str = "") -> None:
         self.g = g
         self.hidden = hidden
         self._mask = mask
+        self._keys = keys or mask  # the tokens attention looks at (default: every real one)
         self.mask_shape = g.op("Shape", [mask])
         flat = g.op("Reshape", [mask, g.const(g.fresh("flat"), np.array([-1], np.int64))])
         self.cells = g.op("Shape", [flat])  # [rows * seq]
@@ -38,7 +39,7 @@ class Layout:
     @functools.cached_property
     def mask(self) -> str:
         """The mask as int32, the key padding mask ``MultiHeadAttention`` takes."""
-        return self.g.op("Cast", [self._mask], to=TensorProto.INT32)
+        return self.g.op("Cast", [self._keys], to=TensorProto.INT32)
 
     @functools.cached_property
     def width(self) -> str:
@@ -77,14 +78,20 @@ class Groups:
     """The batch's two attention groups (short rows padded to ``width_a``, the rest to the longest)
     beside the whole batch's layout."""
 
-    def __init__(self, g: GraphBuilder, hidden: int) -> None:
+    def __init__(self, g: GraphBuilder, hidden: int, keys: str = "") -> None:
+        """``keys``: an input naming which tokens attention may look at, when not all of them."""
         self.whole = Layout(g, "attention_mask", hidden)
         big = g.const("to_end", np.array([2**62], np.int64))
-        short_rows = g.op(
-            "Slice",
-            ["attention_mask", g.const("origin", np.array([0, 0], np.int64)),
-             g.op("Concat", ["split", "width_a"], axis=0), g.const("axes_01", np.array([0, 1], np.int64))],
-        )
-        long_rows = g.op("Slice", ["attention_mask", "split", big, g.const("axis_0", np.array([0], np.int64))])
-        self.parts = (Layout(g, short_rows, hidden), Layout(g, long_rows, hidden))
+        short_end = g.op("Concat", ["split", "width_a"], axis=0)
+        origin = g.const("origin", np.array([0, 0], np.int64))
+        axes_01 = g.const("axes_01", np.array([0, 1], np.int64))
+        axis_0 = g.const("axis_0", np.array([0], np.int64))
+
+        def rows(mask: str) -> tuple[str, str]:
+            return (g.op("Slice", [mask, origin, short_end, axes_01]),
+                    g.op("Slice", [mask, "split", big, axis_0]))
+
+        short_keys, long_keys = rows(keys) if keys else ("", "")
+        short_rows, long_rows = rows("attention_mask")
+        self.parts = (Layout(g, short_rows, hidden, short_keys), Layout(g, long_rows, hidden, long_keys))
         self.tokens = g.op("Concat", [grp.tokens for grp in self.parts], axis=0)
