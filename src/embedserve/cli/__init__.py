@@ -12,7 +12,10 @@ from collections.abc import Sequence
 
 from embedserve.errors import EmbedServeError
 
-_MODULES = ("models", "embed", "serve", "index", "bench", "keys", "ps", "evaluate", "import_ollama", "finetune")
+_MODULES = (
+    "models", "embed", "serve", "index", "bench", "keys", "ps", "evaluate", "import_ollama", "finetune",
+    "rerank",
+)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -25,7 +25,7 @@ from embedserve.cache.metrics import cache_series
 from embedserve.config import Settings, cpu_quota
 from embedserve.engine.base import Engine
 from embedserve import ui as ui_room
-from embedserve.server import routes_collections, routes_ollama, routes_openai
+from embedserve.server import routes_collections, routes_ollama, routes_openai, routes_rerank
 from embedserve.server.admission import AdmissionMiddleware
 from embedserve.server.errors import EXCEPTION_HANDLERS, handle_error
 from embedserve.server.openapi import STR, Op, document, obj, route
@@ -156,6 +156,7 @@ def create_app(
         *routes_ollama.ROUTES,
         *routes_openai.ROUTES,
         *(routes_collections.ROUTES if collection_routes is None else collection_routes),
+        *routes_rerank.ROUTES,
         *OPS_ROUTES,
         *auth_room.ROUTES,
         *ui_room.ROUTES,

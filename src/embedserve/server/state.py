@@ -72,8 +72,13 @@ async def embed_texts(
     num_ctx: int = 0,
     not_found: str,
     client: Request | None = None,
+    mode: str = "embed",
 ) -> EmbedResult:
     """Hold ``model`` (loading it on first use) and embed ``texts``: raw pooled float32 vectors.
+
+    ``mode`` (the batcher's): ``"tokens"`` / ``"query_tokens"`` give a list of raw token-vector
+    arrays, ``"pairs"`` (``texts`` are (query, document) tuples) raw logits; a model of the wrong
+    kind is a 400 (``"NAME" does not support ...``, Ollama's wording).
 
     An empty ``texts`` only loads the model (Ollama's preload idiom) and keeps it per keep_alive.
     With ``client``, a client that hangs up while its texts wait has them dropped from the queue
@@ -82,13 +87,14 @@ async def embed_texts(
     usage = client.scope.get(USAGE_KEY) if client is not None else None
     if usage is None:
         return await _embed(
-            state, model, texts, truncate, keep_alive, num_ctx, not_found, client, None
+            state, model, texts, truncate, keep_alive, num_ctx, not_found, client, None, mode
         )
     spent: list[float] = []  # the batcher reports this request's share of engine time
     result: EmbedResult | None = None
     try:
         result = await _embed(
-            state, model, texts, truncate, keep_alive, num_ctx, not_found, client, spent.append
+            state, model, texts, truncate, keep_alive, num_ctx, not_found, client, spent.append,
+            mode,
         )
     finally:
         if result is None:  # failed: only the compute already spent counts
@@ -108,6 +114,7 @@ async def _embed(
     not_found: str,
     client: Request | None,
     on_compute: Any,
+    mode: str = "embed",
 ) -> EmbedResult:
     t0 = time.perf_counter_ns()
     try:
@@ -118,6 +125,8 @@ async def _embed(
         raise
     try:
         load_ns = time.perf_counter_ns() - t0
+        if resident.engine is not None:
+            check_mode(model, resident.engine, mode)
         if not texts:
             return EmbedResult(np.zeros((0, 0), np.float32), 0, load_ns)
         assert resident.batcher is not None and resident.engine is not None
@@ -127,6 +136,12 @@ async def _embed(
                 raise HTTPError(400, "input after truncation exceeds maximum context length")
             limit = num_ctx
         wait = (lambda pending: _unless_gone(client, pending)) if client is not None else None
+        if mode != "embed":  # token vectors and pair scores: not the embedding cache's values
+            pending = resident.batcher.submit(texts, truncate, limit, on_compute=on_compute, mode=mode)
+            if wait is not None:
+                await wait(pending)
+            vectors, tokens = await pending
+            return EmbedResult(vectors, tokens, load_ns)
         vectors, tokens = await embed_cached(
             state.cache, resident.batcher, resident.engine.info, texts,
             truncate=truncate, limit=limit, wait=wait, on_compute=on_compute,
@@ -134,6 +149,21 @@ async def _embed(
         return EmbedResult(vectors, tokens, load_ns)
     finally:
         state.manager.release(resident)
+
+
+_MODE_NAMES = {"embed": "embeddings", "tokens": "token embeddings",
+               "query_tokens": "token embeddings", "pairs": "rerank"}
+
+
+def check_mode(model: str, engine: Any, mode: str) -> None:
+    """400 unless ``engine`` can do ``mode``: embedders and ColBERT embed and give token
+    vectors, cross-encoders only score pairs."""
+    kind = getattr(engine.info, "kind", "embedding")
+    pairs = callable(getattr(engine, "score_ids", None))
+    ok = {"pairs": pairs, "embed": kind != "reranker",
+          "tokens": callable(getattr(engine, "embed_tokens", None)) and kind != "reranker"}
+    if not ok.get("tokens" if mode == "query_tokens" else mode, False):
+        raise HTTPError(400, f'"{model}" does not support {_MODE_NAMES.get(mode, mode)}')
 
 
 async def _wait_disconnect(client: Request) -> None:
