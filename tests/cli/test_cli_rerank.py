@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from clikit import error_line, run
@@ -75,3 +76,26 @@ def test_rerank_needs_a_model(capsys: pytest.CaptureFixture[str]) -> None:
         run(capsys, "rerank", QUERY, "x")
     assert info.value.code == 1
     assert "the following arguments are required: -m/--model" in capsys.readouterr().err
+
+
+def test_index_multivector_and_ask_rerank(models: Path, tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    docs = tmp_path / "docs.jsonl"
+    docs.write_text("".join(json.dumps({"id": f"d{i}", "text": t}) + "\n" for i, t in enumerate(DOCS)))
+    code, _, err = run(capsys, "index", "add", "notes", str(docs), "--model", "tiny-embed",
+                       "--multivector", "int8")
+    assert code == 0, err
+    code, out, err = run(capsys, "index", "query", "notes", QUERY, "--rerank", "maxsim", "--json")
+    assert code == 0, err
+    hits = json.loads(out)
+    assert len(hits) == 3 and hits[0]["score"] >= hits[-1]["score"]
+    code, out, err = run(capsys, "ask", "notes", QUERY, "--rerank", "tiny-rerank", "-k", "1")
+    assert code == 0, err
+    from embedserve.config import load
+    from embedserve.reranker import Reranker
+
+    best = int(np.argmax(Reranker("tiny-rerank", settings=load()).score(QUERY, DOCS)))
+    context = out.split("# Prompt")[0]
+    assert DOCS[best] in context
+    code, _, err = run(capsys, "index", "query", "notes", QUERY, "--rerank", "nope")
+    assert code == 1 and error_line(err).startswith("Error: model 'nope:latest' not found")

@@ -34,6 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         help="embed the chunks with the embed --ray pipeline (ADDR: a cluster; default local Ray)",
     )
     a.add_argument("--actor-threads", type=int, default=1, help="with --ray: CPUs per actor")
+    a.add_argument("--multivector", metavar="CODEC", choices=("int8", "binary", "float32"),
+                   default=None, help="also store token vectors (int8|binary|float32) for MaxSim")
     a.set_defaults(func=cmd_add)
 
     q = verbs.add_parser("query", help="search a collection")
@@ -42,6 +44,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     q.add_argument("-k", "--top-k", type=int, default=5)
     q.add_argument("--where", default=None, help='metadata filter (JSON), e.g. \'{"year": {"$gte": 2020}}\'')
     q.add_argument("--json", action="store_true", help="print the hits as JSON")
+    q.add_argument("--rerank", metavar="MODEL", default=None,
+                   help="re-score the dense candidates with a reranker model, or 'maxsim' (multivector)")
+    q.add_argument("--candidates", type=int, default=100, help="dense candidates to re-score")
     q.set_defaults(func=cmd_query)
 
     ls = verbs.add_parser("list", help="list collections")
@@ -69,6 +74,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     k.add_argument("--where", default=None)
     k.add_argument("--llm", default=None, help="Ollama-compatible URL (default: EMBEDSERVE_LLM_URL)")
     k.add_argument("--llm-model", default=None, help="model name upstream (default: EMBEDSERVE_LLM_MODEL)")
+    k.add_argument("--rerank", metavar="MODEL", default=None,
+                   help="re-score the dense candidates with a reranker model, or 'maxsim' (multivector)")
+    k.add_argument("--candidates", type=int, default=100, help="dense candidates to re-score")
     k.set_defaults(func=cmd_ask)
 
 
@@ -138,6 +146,10 @@ def cmd_add(args: argparse.Namespace) -> int:
     with Collection.open(
         args.name, settings=settings, model=args.model, chunk_tokens=args.chunk_tokens, overlap=args.overlap
     ) as col:
+        if args.multivector:
+            from embedserve.index.multivector import enable
+
+            enable(col, args.multivector)
         with Progress(
             TextColumn("[bold]indexing"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[chunks]} chunks"),
             TimeElapsedColumn(), console=console, transient=True, disable=not console.is_terminal,
@@ -179,7 +191,8 @@ def cmd_query(args: argparse.Namespace) -> int:
     from embedserve.index.collection import Collection
 
     with Collection.open(args.name, settings=_settings(), create=False) as col:
-        hits = col.query(args.text, top_k=args.top_k, where=args.where)
+        hits = col.query(args.text, top_k=args.top_k, where=args.where, rerank=args.rerank,
+                         candidates=args.candidates)
     if args.json:
         print(json.dumps([h.to_dict() for h in hits], ensure_ascii=False))  # type: ignore[union-attr]
     else:
@@ -241,7 +254,8 @@ def cmd_ask(args: argparse.Namespace) -> int:
 
     settings = _settings()
     with Collection.open(args.name, settings=settings, create=False) as col:
-        r = retrieve(col, args.question, top_k=args.top_k, where=args.where)
+        r = retrieve(col, args.question, top_k=args.top_k, where=args.where, rerank=args.rerank,
+                     candidates=args.candidates)
     url = args.llm or settings.llm_url
     if not url:
         print("No LLM configured (--llm URL or EMBEDSERVE_LLM_URL): the retrieved context and the prompt follow.",

@@ -76,3 +76,12 @@ class FakeEngine:
         if not rows:
             return np.zeros((0, self.info.dim), dtype=np.float32)
         return np.stack(rows).astype(np.float32)
+
+    def embed_tokens(self, batch: Sequence[Sequence[int]]) -> list[np.ndarray]:
+        """Each text token's fixed vector ([CLS] and [SEP] dropped, as the ONNX engine does)."""
+        if self.fail is not None:
+            self.fail(batch)
+        with self._lock:
+            self.batches.append(len(batch))
+            return [np.stack([self._vector(t) for t in ids[1:-1]]).astype(np.float32)
+                    if len(ids) > 2 else np.zeros((0, self.info.dim), np.float32) for ids in batch]

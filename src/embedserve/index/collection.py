@@ -27,6 +27,8 @@ import numpy as np
 
 from embedserve.config import DEFAULT_MODEL, Settings
 from embedserve.errors import CollectionError, CollectionNotFound, InvalidInput
+from embedserve.index import multivector as _multivector
+from embedserve.index import rerank as _rerank
 from embedserve.index import search as _search
 from embedserve.index.backends import open_store, store_exists
 from embedserve.index.chunking import check_chunk_settings, chunk_text
@@ -391,6 +393,8 @@ class Collection:
             result.chunks += k
             if upserts or meta_only:
                 self._store.write(cid, upserts, meta_only)
+            _multivector.after_add(self, enc, [(d.id, c.index, c.text_of(d.text))
+                                               for d, _, cs in to_embed for c in cs])
             if progress is not None:
                 progress(min(b + batch_size, len(items)), result.chunks)
         result.seconds = time.perf_counter() - t0
@@ -528,15 +532,28 @@ class Collection:
         *,
         strategy: Strategy | None = None,
         encoder: IndexEncoder | None = None,
+        rerank: str | None = None,
+        candidates: int = _rerank.DEFAULT_CANDIDATES,
     ) -> list[QueryHit] | list[list[QueryHit]]:
-        """Best ``top_k`` documents for a text (a list of hits), or for each of a list of texts."""
+        """Best ``top_k`` documents for a text (a list of hits), or for each of a list of texts.
+
+        ``rerank``: re-score the dense top ``candidates`` chunks, by ``"maxsim"`` over token
+        vectors (multivector mode) or with a reranker model's name (:mod:`embedserve.index.rerank`).
+        """
+        _rerank.check(rerank, candidates)
         single = isinstance(query, str)
         texts = [query] if single else list(query)  # type: ignore[arg-type]
         if not texts or not all(isinstance(t, str) and t.strip() for t in texts):
             raise InvalidInput("query must be a non-empty string or a list of them")
         compile_where(where)  # a bad filter fails before any embedding
-        vecs = encode_normalized(self._use(encoder), texts)
-        results = self.search_vectors(vecs, top_k, where, strategy)
+        enc = self._use(encoder)
+        vecs = encode_normalized(enc, texts)
+        if rerank is None:
+            results = self.search_vectors(vecs, top_k, where, strategy)
+        else:
+            found = self.search_vectors(vecs, max(top_k, candidates), where, strategy)
+            results = [_rerank.rescore(self, enc, t, hits, rerank, top_k)
+                       for t, hits in zip(texts, found)]
         return results[0] if single else results
 
     def __repr__(self) -> str:

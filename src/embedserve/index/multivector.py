@@ -151,18 +151,14 @@ def enable(collection: Any, codec: str = "int8") -> TokenStore:
     return ts
 
 
-def token_encoder(encoder: Any) -> Any:
-    if not callable(getattr(encoder, "encode", None)):
-        raise CollectionError("the collection's encoder cannot give token vectors")
-    return encoder
-
-
 def encode_tokens(encoder: Any, texts: list[str], role: str = "document") -> list[np.ndarray]:
     try:
-        out = encoder.encode(texts, output="token", role=role)
+        out = list(encoder.encode(texts, output="token", role=role))
     except TypeError:
-        raise CollectionError("multivector mode needs an encoder with encode(..., output='token')") from None
-    return list(out)
+        out = []
+    if len(out) != len(texts) or any(np.ndim(v) != 2 for v in out):
+        raise CollectionError("multivector mode needs an encoder with encode(..., output='token')")
+    return [np.asarray(v, np.float32) for v in out]
 
 
 def after_add(collection: Any, encoder: Any, chunks: list[tuple[str, int, str]]) -> None:

@@ -53,10 +53,13 @@ def retrieve(
     top_k: int = 4,
     where: Mapping[str, Any] | str | None = None,
     encoder: Any = None,
+    rerank: str | None = None,
+    candidates: int = 100,
 ) -> Retrieval:
     if not isinstance(question, str) or not question.strip():
         raise InvalidInput("the question must be a non-empty string")
-    hits = collection.query(question, top_k=top_k, where=where, encoder=encoder)
+    hits = collection.query(question, top_k=top_k, where=where, encoder=encoder, rerank=rerank,
+                            candidates=candidates)
     assert isinstance(hits, list)
     return Retrieval(question, hits, build_prompt(question, hits))  # type: ignore[arg-type]
 

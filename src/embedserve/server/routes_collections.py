@@ -48,12 +48,18 @@ class ManagedEncoder:
         self._cache = cache
         self.info = resident.engine.info
 
-    async def _submit(self, texts: list[str]) -> Any:
+    async def _submit(self, texts: list[str], mode: str = "embed") -> Any:
+        if mode != "embed":  # token vectors: straight to the batcher, not the embedding cache
+            return await self._batcher.submit(texts, True, mode=mode)
         return await embed_cached(self._cache, self._batcher, self.info, texts)
 
-    def encode(self, texts: list[str], **_: Any) -> Any:
+    def encode(self, texts: list[str], output: str = "sentence", role: str = "document", **_: Any) -> Any:
         import numpy as np
 
+        if output == "token":  # multivector collections: token vectors through the same batcher
+            mode = "query_tokens" if role == "query" else "tokens"
+            fut = asyncio.run_coroutine_threadsafe(self._submit(list(texts), mode), self._loop)
+            return [l2_normalize(v) if len(v) else v for v in fut.result()[0]]
         out = []
         for i in range(0, len(texts), _ENCODE_PIECE):
             fut = asyncio.run_coroutine_threadsafe(self._submit(list(texts[i : i + _ENCODE_PIECE])), self._loop)
@@ -262,8 +268,10 @@ async def query(request: Request) -> Response:
     from embedserve.index.filters import compile_where
 
     compile_where(where)  # 400 before loading a model
+    rerank, candidates = body.get("rerank"), body.get("candidates", 100)
     res = await _with_encoder(request, col.model, lambda enc: col.query(text if texts is None else texts,
-                                                                         top_k=top_k, where=where, encoder=enc))
+                                                                         top_k=top_k, where=where, encoder=enc,
+                                                                         rerank=rerank, candidates=candidates))
     if texts is None:
         return JSON({"results": [h.to_dict() for h in res]})
     return JSON({"results": [[h.to_dict() for h in hs] for hs in res]})
