@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import sys
@@ -43,20 +44,25 @@ from embedserve.embedder import Embedder
 def _home(tmp: Path, model: str) -> Settings:
     from embedserve.store.local import ModelStore
 
-    ModelStore(tmp / "home").pull(model)
-    return Settings(home=tmp / "home", offline=True)
+    home = Path(os.environ.get("RERANK_BENCH_HOME") or tmp / "home")  # reuse a pulled model
+    ModelStore(home).pull(model)
+    return Settings(home=home, offline=True)
 
 
 def _pct(xs: list[float], p: float) -> float:
     return float(np.percentile(np.array(xs) * 1000, p))
 
 
-def run_cisi(model: str, codec: str, data_dir: Path | None) -> dict[str, Any]:
+def run_cisi(model: str, codec: str, data_dir: Path | None, n_docs: int | None = None,
+             sections: tuple[str, ...] = ("truncate", "chunked")) -> dict[str, Any]:
     from embedserve.eval.data import load_cisi, mean_ndcg_at_k
     from embedserve.index import multivector
     from embedserve.index.collection import Collection
 
     docs, queries, qrels = load_cisi(data_dir)
+    if n_docs:  # a subset (the first n documents; qrels cut to them): for a busy machine
+        docs = dict(list(docs.items())[:n_docs])
+        qrels = {q: rel & set(docs) for q, rel in qrels.items() if rel & set(docs)}
     judged = [q for q in queries if q in qrels]
     items = [{"id": k, "text": v} for k, v in docs.items()]
     out: dict[str, Any] = {"model": model, "codec": codec, "documents": len(docs),
@@ -65,7 +71,9 @@ def run_cisi(model: str, codec: str, data_dir: Path | None) -> dict[str, Any]:
         settings = _home(Path(tmp), model)
         emb = Embedder(model, settings=settings)
         for label, ct in (("truncate", 0), ("chunked", None)):
-            col = Collection.open(f"cisi-{label}", settings=settings, encoder=emb, chunk_tokens=ct)
+            if label not in sections:
+                continue
+            col = Collection.open(f"cisi-{label}-{os.getpid()}", settings=settings, encoder=emb, chunk_tokens=ct)
             store = multivector.enable(col, codec)
             t0 = time.perf_counter()
             col.add(items, batch_size=128)
@@ -144,7 +152,7 @@ def _clients(n: int, work: list[Any], fn: Any) -> float:
     return time.perf_counter() - t0
 
 
-def run_throughput(model: str, n_pairs: int, data_dir: Path | None) -> dict[str, Any]:
+def run_throughput(model: str, n_pairs: int, data_dir: Path | None, n_texts: int = 512) -> dict[str, Any]:
     import torch
     from sentence_transformers import CrossEncoder
 
@@ -164,7 +172,7 @@ def run_throughput(model: str, n_pairs: int, data_dir: Path | None) -> dict[str,
     groups = [(q_texts[i % len(q_texts)], doc_texts[(i * per_query) % len(doc_texts):][:per_query])
               for i in range(max(1, n_pairs // per_query))]
     pairs = [(q, d) for q, ds in groups for d in ds]
-    texts = doc_texts[:512]
+    texts = doc_texts[:n_texts]
     out: dict[str, Any] = {"model": model, "pairs": len(pairs), "texts": len(texts)}
     with tempfile.TemporaryDirectory() as tmp:
         settings = _home(Path(tmp), model)
@@ -217,11 +225,15 @@ def main() -> None:
     ap.add_argument("--codec", default="int8", choices=("int8", "binary", "float32"))
     ap.add_argument("--pairs", type=int, default=1000)
     ap.add_argument("--data-dir", type=Path, default=None)
+    ap.add_argument("--docs", type=int, default=None, help="cisi: only the first N documents")
+    ap.add_argument("--only", choices=("truncate", "chunked"), default=None)
+    ap.add_argument("--texts", type=int, default=512, help="throughput: texts embedded")
     args = ap.parse_args()
     if args.section == "cisi":
-        result = run_cisi(args.model, args.codec, args.data_dir)
+        result = run_cisi(args.model, args.codec, args.data_dir, args.docs,
+                          (args.only,) if args.only else ("truncate", "chunked"))
     else:
-        result = run_throughput(args.model, args.pairs, args.data_dir)
+        result = run_throughput(args.model, args.pairs, args.data_dir, args.texts)
     print(json.dumps(result, indent=2))
 
 
