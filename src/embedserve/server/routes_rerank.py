@@ -23,12 +23,13 @@ from typing import Any
 import numpy as np
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from embedserve.engine.crossencoder import activate
 from embedserve.late_interaction import maxsim_batch
 from embedserve.server.body import get_bool, get_int, get_str, read_json
 from embedserve.server.errors import HTTPError
+from embedserve.server.openapi import ANY_OBJ, BOOL, INT, MODEL, NUM, STR, Op, array, obj, route
+from embedserve.server.openapi import TEXT as TEXT_SCHEMA
 from embedserve.server.responses import JSON
 from embedserve.server.state import ServerState, check_count, check_name, embed_texts
 from embedserve.vectors import l2_normalize
@@ -191,8 +192,26 @@ async def embed_all(request: Request) -> Response:
     return JSON(out)
 
 
+_DOC = {"oneOf": [TEXT_SCHEMA, obj(["text"], text=TEXT_SCHEMA)]}
+_TOKENS = array(array(array(NUM)))
 ROUTES = [
-    Route("/v1/rerank", rerank_v1, methods=["POST"]),
-    Route("/rerank", rerank_tei, methods=["POST"]),
-    Route("/embed_all", embed_all, methods=["POST"]),
+    route("/v1/rerank", rerank_v1, ["POST"], Op(
+        "Rerank documents against a query (Cohere / Jina shape)",
+        body=obj(["model", "query", "documents"], model=MODEL, query=TEXT_SCHEMA,
+                 documents=array(_DOC), top_n=INT, return_documents=BOOL, truncate=BOOL),
+        ok=obj(["model", "results"], model=STR, usage=ANY_OBJ, results=array(obj(
+            ["index", "relevance_score"], index=INT, relevance_score=NUM,
+            document=obj(["text"], text=STR)))),
+        errors=(400, 404, 413), tags=("rerank",), openai=True)),
+    route("/rerank", rerank_tei, ["POST"], Op(
+        "Rerank texts against a query (TEI shape)",
+        body=obj(["model", "query", "texts"], model=MODEL, query=TEXT_SCHEMA, texts=array(TEXT_SCHEMA),
+                 raw_scores=BOOL, return_text=BOOL, truncate=BOOL),
+        ok=array(obj(["index", "score"], index=INT, score=NUM, text=STR)),
+        errors=(400, 404, 413), tags=("rerank",))),
+    route("/embed_all", embed_all, ["POST"], Op(
+        "Token embeddings: one (tokens x dim) array per input (TEI's route name)",
+        body=obj(["model", "inputs"], model=MODEL, inputs={"oneOf": [TEXT_SCHEMA, array(TEXT_SCHEMA)]},
+                 truncate=BOOL, normalize=BOOL, role={"enum": ["query", "document"]}),
+        ok=_TOKENS, errors=(400, 404, 413), tags=("rerank",))),
 ]
