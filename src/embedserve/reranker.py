@@ -19,7 +19,7 @@ import numpy as np
 from embedserve.config import Settings
 from embedserve.embedder import DEFAULT_BATCH_TOKENS, DEFAULT_MAX_BATCH, Embedder, plan_batches
 from embedserve.engine.base import Engine, EngineInfo
-from embedserve.errors import InputTooLong, InvalidInput
+from embedserve.errors import InvalidInput
 from embedserve.late_interaction import maxsim_batch
 
 
@@ -125,10 +125,7 @@ class Reranker:
         if not callable(getattr(engine, "score_ids", None)):
             raise InvalidInput(f"model {engine.info.name!r} does not score pairs; use score()")
         pairs = [tuple(p) if isinstance(p, list) else p for p in pairs]
-        try:
-            ids = engine.tokenize_pairs(pairs, truncate=truncate)
-        except InputTooLong:
-            raise
+        ids = engine.tokenize_pairs(pairs, truncate=truncate)
         out = np.empty(len(ids), np.float32)
         for batch in plan_batches([len(x) for x in ids], batch_tokens or DEFAULT_BATCH_TOKENS,
                                   batch_size or DEFAULT_MAX_BATCH):
