@@ -15,6 +15,7 @@ from embedserve.cache import EmbeddingCache, shared_cache
 from embedserve.config import Settings, load
 from embedserve.engine.base import Engine, EngineInfo
 from embedserve.errors import InputTooLong, InvalidInput
+from embedserve.prompts import apply, resolve
 from embedserve.vectors import l2_normalize, truncate_dimensions
 
 # Small batches win on CPU: measured on 2 cores, 1024 padded tokens x at most 64 texts ran short
@@ -132,8 +133,21 @@ class Embedder:
                     progress(len(batch))
         return out, counts
 
-    def count_tokens(self, texts: Sequence[str], *, truncate: bool = True) -> list[int]:
-        return [len(ids) for ids in self._engine.tokenize(list(texts), truncate=truncate)]
+    @property
+    def prompts(self) -> dict[str, str]:
+        """The model's prompts (name -> prefix), from its config_sentence_transformers.json."""
+        return dict(self._engine.info.prompts)
+
+    def _prefix(self, prompt_name: str | None, prompt: str | None) -> str:
+        info = self._engine.info
+        return resolve(info.prompts, info.default_prompt_name, prompt_name=prompt_name,
+                       prompt=prompt, model=info.name)
+
+    def count_tokens(self, texts: Sequence[str], *, truncate: bool = True,
+                     prompt_name: str | None = None, prompt: str | None = None) -> list[int]:
+        """Tokens per text as the model sees it: the prompt (if any) included."""
+        items = apply(self._prefix(prompt_name, prompt), list(texts))
+        return [len(ids) for ids in self._engine.tokenize(items, truncate=truncate)]
 
     def token_spans(self, text: str) -> list[tuple[int, int]]:
         return self._engine.token_spans(text)
@@ -155,6 +169,8 @@ class Embedder:
         progress: Callable[[int], None] | None = None,
         output: str = "sentence",
         role: str = "document",
+        prompt_name: str | None = None,
+        prompt: str | None = None,
     ) -> Any:
         """Float32 vectors, shape (n, d), or (d,) for a single string.
 
@@ -170,6 +186,8 @@ class Embedder:
         returns the vectors its recipe scores with: ``role="query"`` adds the [Q] marker and
         [MASK] expansion to ``query_maxlen`` rows, ``role="document"`` the [D] marker, minus
         punctuation.
+        ``prompt_name`` prepends one of the model's prompts (``"query"``, ``"search_document"``...),
+        ``prompt`` a prefix of your own; neither: the model's default prompt, if it has one.
         """
         if output == "token":
             return self._encode_tokens(texts, batch_size=batch_size, normalize=normalize,
@@ -179,6 +197,7 @@ class Embedder:
             raise InvalidInput(f"output must be 'sentence' or 'token', got {output!r}")
         single = isinstance(texts, str)
         items: list[str] = [texts] if isinstance(texts, str) else [str(t) for t in texts]
+        items = apply(self._prefix(prompt_name, prompt), items)  # cached by what the model sees
         if batch_size is not None and batch_size < 1:
             raise InvalidInput(f"batch_size must be at least 1, got {batch_size}")
         if dimensions is not None and dimensions < 1:

@@ -81,7 +81,7 @@ def test_misspelt_model_suggests_close_names() -> None:
 
 def test_unrelated_name_lists_known_models() -> None:
     with pytest.raises(ModelNotFound) as info:
-        DEFAULT_REGISTRY.card("zzzzqqq")
+        DEFAULT_REGISTRY.card("xqxqxqxqxq")
     assert "known models: all-minilm" in str(info.value)
 
 
@@ -89,3 +89,50 @@ def test_lookup_validates() -> None:
     with pytest.raises(InvalidModelName):
         DEFAULT_REGISTRY.lookup("bad name")
     assert DEFAULT_REGISTRY.lookup("nope") is None
+
+
+@pytest.mark.parametrize(
+    ("name", "repo", "arch", "dim", "layers", "pooling"),
+    [
+        ("nomic-embed-text", "nomic-ai/nomic-embed-text-v1.5", "nomic_bert", 768, 12, "mean"),
+        ("nomic-embed-text:v1", "nomic-ai/nomic-embed-text-v1", "nomic_bert", 768, 12, "mean"),
+        ("mxbai-embed-large", "mixedbread-ai/mxbai-embed-large-v1", "bert", 1024, 24, "cls"),
+        ("bge-m3", "BAAI/bge-m3", "roberta", 1024, 24, "cls"),
+        ("bge-large", "BAAI/bge-large-en-v1.5", "bert", 1024, 24, "cls"),
+        ("snowflake-arctic-embed", "Snowflake/snowflake-arctic-embed-l", "bert", 1024, 24, "cls"),
+        ("snowflake-arctic-embed:22m", "Snowflake/snowflake-arctic-embed-xs", "bert", 384, 6, "cls"),
+        ("snowflake-arctic-embed:137m", "Snowflake/snowflake-arctic-embed-m-long", "nomic_bert",
+         768, 12, "cls"),
+        ("paraphrase-multilingual", "sentence-transformers/paraphrase-multilingual-mpnet-base-v2",
+         "roberta", 768, 12, "mean"),
+        ("granite-embedding:278m", "ibm-granite/granite-embedding-278m-multilingual", "roberta",
+         768, 12, "cls"),
+        ("multilingual-e5:small", "intfloat/multilingual-e5-small", "roberta", 384, 12, "mean"),
+        ("all-mpnet-base-v2", "sentence-transformers/all-mpnet-base-v2", "mpnet", 768, 12, "mean"),
+    ],
+)
+def test_family_cards(name: str, repo: str, arch: str, dim: int, layers: int, pooling: str) -> None:
+    card = DEFAULT_REGISTRY.card(name)
+    assert (card.repo, card.architecture, card.dim, card.layers, card.pooling) == (
+        repo, arch, dim, layers, pooling)
+    assert len(card.revision) == 40 and int(card.revision, 16) >= 0
+    assert [type(s) for s in card.sources] == [HubSource]
+    assert card.sources[0].revision == card.revision  # type: ignore[union-attr]
+
+
+def test_every_card_names_a_family_the_builder_knows() -> None:
+    from embedserve.store.graph.family import FAMILIES
+
+    assert {c.architecture for c in DEFAULT_REGISTRY.cards} <= set(FAMILIES)
+    for card in DEFAULT_REGISTRY.cards:
+        assert len(card.revision) == 40, card.name
+        assert all(isinstance(k, str) and v for k, v in card.prompts), card.name
+
+
+def test_prompt_cards() -> None:
+    assert dict(DEFAULT_REGISTRY.card("multilingual-e5").prompts) == {
+        "query": "query: ", "passage": "passage: "}
+    nomic = dict(DEFAULT_REGISTRY.card("nomic-embed-text").prompts)
+    assert nomic["search_query"] == "search_query: "
+    assert nomic["search_document"] == "search_document: "
+    assert DEFAULT_REGISTRY.card("nomic-embed-text").matryoshka[-1] == 64

@@ -7,7 +7,7 @@ Everything above the engine (library, batcher, server, index) talks to this prot
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -23,6 +23,9 @@ class EngineInfo:
     digest: str = ""  # sha256 of the weights
     variant: str = ""  # what else decides the vectors: quantization and graph format ("int8-g5")
     kind: str = "embedding"  # "embedding" | "colbert" (token vectors) | "reranker" (pair scores)
+    # sentence-transformers prompts (name -> prefix) and the one applied when none is asked for
+    prompts: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
+    default_prompt_name: str | None = None
 
 
 @runtime_checkable

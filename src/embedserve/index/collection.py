@@ -380,7 +380,7 @@ class Collection:
                 spans = chunk_text(d.text, enc.token_spans, ct, ov)
                 to_embed.append((d, h, spans))
             texts = [c.text_of(d.text) for d, _, cs in to_embed for c in cs]
-            vecs = encode_normalized(enc, texts) if texts and enc is not None else None
+            vecs = encode_normalized(enc, texts, "document") if texts and enc is not None else None
             k = 0
             for d, h, cs in to_embed:
                 rows = []
@@ -547,7 +547,7 @@ class Collection:
             raise InvalidInput("query must be a non-empty string or a list of them")
         compile_where(where)  # a bad filter fails before any embedding
         enc = self._use(encoder)
-        vecs = encode_normalized(enc, texts)
+        vecs = encode_normalized(enc, texts, "query")  # its prompt (families)
         if rerank is None:
             results = self.search_vectors(vecs, top_k, where, strategy)
         else:

@@ -12,6 +12,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from embedserve.engine.base import EngineInfo
+from embedserve.prompts import role_prompt
 from embedserve.vectors import l2_normalize
 
 
@@ -24,11 +25,19 @@ class IndexEncoder(Protocol):
     def token_spans(self, text: str) -> list[tuple[int, int]]: ...
 
 
-def encode_normalized(encoder: IndexEncoder, texts: list[str]) -> np.ndarray:
-    """Encode and L2-normalise (whatever the encoder's own default), as float32 (n, dim)."""
+def encode_normalized(encoder: IndexEncoder, texts: list[str], role: str = "") -> np.ndarray:
+    """Encode and L2-normalise (whatever the encoder's own default), as float32 (n, dim).
+
+    ``role`` ("query" or "document"): a model with a prompt for that side (e5's ``query: ``,
+    nomic's ``search_document: ``...) gets it, by name (:func:`embedserve.prompts.role_prompt`).
+    """
     if not texts:
         return np.zeros((0, encoder.info.dim), dtype=np.float32)
-    vecs = np.asarray(encoder.encode(list(texts)), dtype=np.float32)
+    prompt_name = role_prompt(getattr(encoder.info, "prompts", None) or {}, role) if role else None
+    if prompt_name is not None:
+        vecs = np.asarray(encoder.encode(list(texts), prompt_name=prompt_name), dtype=np.float32)
+    else:
+        vecs = np.asarray(encoder.encode(list(texts)), dtype=np.float32)
     if vecs.ndim != 2 or vecs.shape[0] != len(texts):
         from embedserve.errors import EngineError
 

@@ -62,6 +62,7 @@ async def embed(request: Request) -> Response:
     name = get_str(body, "model", "EmbedRequest")
     truncate = get_bool(body, "truncate", "EmbedRequest", True)
     dimensions = get_int(body, "dimensions", "EmbedRequest")
+    prompt_name = get_str(body, "prompt_name", "EmbedRequest") or None
     keep_alive = _keep_alive(body)
     options = check_options(body, "EmbedRequest")
     check_name(name, not_found=f"model '{name}' not found")
@@ -76,6 +77,7 @@ async def embed(request: Request) -> Response:
         num_ctx=int(options.get("num_ctx") or 0),
         not_found=_not_found_pull(name),
         client=request,
+        prompt_name=prompt_name,
     )
     if not texts:
         return JSON({"model": name, "embeddings": []})

@@ -53,6 +53,7 @@ async def embeddings(request: Request) -> Response:
     body = await read_json(request, state.settings.max_body_bytes, "EmbedRequest")
     name = get_str(body, "model", "EmbedRequest")
     dimensions = get_int(body, "dimensions", "EmbedRequest")
+    prompt_name = get_str(body, "prompt_name", "EmbedRequest") or None
     encoding = get_str(body, "encoding_format", "EmbedRequest", "float").lower() or "float"
     if encoding not in ("float", "base64"):
         raise HTTPError(
@@ -65,7 +66,7 @@ async def embeddings(request: Request) -> Response:
     check_name(name, not_found=f"model '{name}' not found")
     result = await embed_texts(
         state, name, texts, not_found=f'model "{name}" not found, try pulling it first',
-        client=request,
+        client=request, prompt_name=prompt_name,
     )
     vectors = finish_vectors(result.vectors, dimensions)
     if encoding == "base64":

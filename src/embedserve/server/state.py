@@ -15,6 +15,7 @@ from embedserve.cache import EmbeddingCache
 from embedserve.cache.serve import embed_cached
 from embedserve.config import Settings
 from embedserve.errors import InvalidModelName, ModelNotFound, TooManyInputs
+from embedserve.prompts import apply, resolve
 from embedserve.server.errors import HTTPError
 from embedserve.service.admission import Admission
 from embedserve.service.manager import ModelManager, ResidentModel
@@ -73,6 +74,7 @@ async def embed_texts(
     not_found: str,
     client: Request | None = None,
     mode: str = "embed",
+    prompt_name: str | None = None,
 ) -> EmbedResult:
     """Hold ``model`` (loading it on first use) and embed ``texts``: raw pooled float32 vectors.
 
@@ -83,6 +85,8 @@ async def embed_texts(
     An empty ``texts`` only loads the model (Ollama's preload idiom) and keeps it per keep_alive.
     With ``client``, a client that hangs up while its texts wait has them dropped from the queue
     (the batcher skips cancelled requests), as TEI does, instead of embedding them for nobody.
+    ``prompt_name``: one of the model's prompts, prepended to each text (none: the model's default
+    prompt, if any); an unknown name is a 400 listing the model's prompts.
     """
     usage = client.scope.get(USAGE_KEY) if client is not None else None
     if usage is None:
@@ -130,6 +134,9 @@ async def _embed(
         if not texts:
             return EmbedResult(np.zeros((0, 0), np.float32), 0, load_ns)
         assert resident.batcher is not None and resident.engine is not None
+        info = resident.engine.info
+        texts = apply(resolve(info.prompts, info.default_prompt_name, prompt_name=prompt_name,
+                              model=info.name), texts)
         limit = 0
         if 0 < num_ctx < resident.engine.info.max_tokens:
             if num_ctx < 3:  # no room for one token between the specials

@@ -50,7 +50,8 @@ def engine_for(model: Any, *, threads: int | None = None, device: str = "auto"):
     info = EngineInfo(
         name=model.name, dim=meta.dim, max_tokens=meta.max_tokens, pooling=meta.pooling,
         normalize=meta.normalize, digest=model.digest,
-        variant=f"{model.quantization}-g{GRAPH_FORMAT}", kind=meta.kind,
+        variant=f"{model.quantization}-g{GRAPH_FORMAT}", kind=meta.kind, prompts=dict(meta.prompts),
+        default_prompt_name=meta.default_prompt_name,
     )
     if meta.kind == "colbert":
         from embedserve.engine.colbert import ColbertEngine

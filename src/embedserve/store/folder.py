@@ -182,6 +182,9 @@ def inspect_folder(folder: Path) -> FolderInfo:
             folder,
             f"{pooling_rel} must select exactly one of cls, mean, max, mean_sqrt_len pooling",
         )
+    if pool_cfg.get("include_prompt") is False:
+        raise _bad(folder, f"{pooling_rel}: include_prompt=false (pooling that leaves out the "
+                           "prompt's tokens) is not supported")
     hidden = shape.hidden
     dim = int(pool_cfg.get("word_embedding_dimension") or hidden)
     if hidden and dim != hidden:

@@ -71,6 +71,9 @@ class ModelCard:
     sources: tuple[Source, ...] = ()
     weights_size: int | None = None  # bytes of model.safetensors, when known
     description: str = ""
+    architecture: str = "bert"  # the graph family (store.graph.family)
+    prompts: tuple[tuple[str, str], ...] = ()  # sentence-transformers prompts: (name, prefix)
+    matryoshka: tuple[int, ...] = ()  # dimensions the model was trained to be cut to
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -114,12 +117,101 @@ def _minilm(tags: tuple[str, ...], *, l12: bool, quantization: str) -> ModelCard
     )
 
 
+_RETRIEVAL = (("query", "Represent this sentence for searching relevant passages: "),)
+_NOMIC = (("search_query", "search_query: "), ("search_document", "search_document: "),
+          ("classification", "classification: "), ("clustering", "clustering: "))
+_E5 = (("query", "query: "), ("passage", "passage: "))
+
+
+def _hub(name: str, tags: tuple[str, ...], repo: str, revision: str, *, dim: int, layers: int,
+         window: int, pooling: str, params: float, license: str, arch: str = "bert",
+         normalize: bool = True, prompts: tuple[tuple[str, str], ...] = (),
+         matryoshka: tuple[int, ...] = (), note: str = "") -> ModelCard:
+    """A card whose weights come from the hub at ``revision`` (revisions as pinned by MTEB's
+    model registry; installed here with ``pull NAME --from DIR``). ``params`` in millions."""
+    return ModelCard(
+        name=name, tags=tags, repo=repo, revision=revision, dim=dim, max_tokens=window,
+        pooling=pooling, normalize=normalize, layers=layers, parameters=int(params * 1e6),
+        license=license, weights_sha256=None, sources=(HubSource(repo, revision),),
+        description=note or repo.split("/")[1], architecture=arch, prompts=prompts,
+        matryoshka=matryoshka,
+    )
+
+
+_FAMILY_CARDS = (
+    _hub("nomic-embed-text", ("latest", "v1.5", "137m-v1.5"), "nomic-ai/nomic-embed-text-v1.5",
+         "b0753ae76394dd36bcfb912a46018088bca48be0", dim=768, layers=12, window=8192,
+         pooling="mean", params=137, license="apache-2.0", arch="nomic_bert", prompts=_NOMIC,
+         matryoshka=(768, 512, 256, 128, 64),
+         note="nomic-embed-text-v1.5 (NomicBERT: rotary, SwiGLU); Matryoshka dimensions"),
+    _hub("nomic-embed-text", ("v1", "137m-v1"), "nomic-ai/nomic-embed-text-v1",
+         "0759316f275aa0cb93a5b830973843ca66babcf5", dim=768, layers=12, window=8192,
+         pooling="mean", params=137, license="apache-2.0", arch="nomic_bert", prompts=_NOMIC),
+    _hub("mxbai-embed-large", ("latest", "335m", "v1"), "mixedbread-ai/mxbai-embed-large-v1",
+         "990580e27d329c7408b3741ecff85876e128e203", dim=1024, layers=24, window=512,
+         pooling="cls", params=335, license="apache-2.0", prompts=_RETRIEVAL,
+         matryoshka=(1024, 512, 256, 128, 64)),
+    _hub("bge-m3", ("latest", "567m"), "BAAI/bge-m3", "5617a9f61b028005a4858fdac845db406aefb181",
+         dim=1024, layers=24, window=8192, pooling="cls", params=567, license="mit",
+         arch="roberta", note="bge-m3 (XLM-RoBERTa large), dense vectors"),
+    _hub("bge-large", ("latest", "335m", "en-v1.5"), "BAAI/bge-large-en-v1.5",
+         "d4aa6901d3a41ba39fb536a557fa166f842b0e09", dim=1024, layers=24, window=512,
+         pooling="cls", params=335, license="mit", prompts=_RETRIEVAL),
+    _hub("snowflake-arctic-embed", ("latest", "335m", "l"), "Snowflake/snowflake-arctic-embed-l",
+         "9a9e5834d2e89cdd8bb72b64111dde496e4fe78c", dim=1024, layers=24, window=512,
+         pooling="cls", params=335, license="apache-2.0", prompts=_RETRIEVAL),
+    _hub("snowflake-arctic-embed", ("137m", "m-long"), "Snowflake/snowflake-arctic-embed-m-long",
+         "89d0f6ab196eead40b90cb6f9fefec01a908d2d1", dim=768, layers=12, window=2048,
+         pooling="cls", params=137, license="apache-2.0", arch="nomic_bert", prompts=_RETRIEVAL,
+         note="snowflake-arctic-embed-m-long (NomicBERT; window kept at its 2048 trained positions)"),
+    _hub("snowflake-arctic-embed", ("110m", "m"), "Snowflake/snowflake-arctic-embed-m",
+         "cc17beacbac32366782584c8752220405a0f3f40", dim=768, layers=12, window=512,
+         pooling="cls", params=110, license="apache-2.0", prompts=_RETRIEVAL),
+    _hub("snowflake-arctic-embed", ("33m", "s"), "Snowflake/snowflake-arctic-embed-s",
+         "d3c1d2d433dd0fdc8e9ca01331a5f225639e798f", dim=384, layers=12, window=512,
+         pooling="cls", params=33, license="apache-2.0", prompts=_RETRIEVAL),
+    _hub("snowflake-arctic-embed", ("22m", "xs"), "Snowflake/snowflake-arctic-embed-xs",
+         "742da4f66e1823b5b4dbe6c320a1375a1fd85f9e", dim=384, layers=6, window=512,
+         pooling="cls", params=22, license="apache-2.0", prompts=_RETRIEVAL),
+    _hub("paraphrase-multilingual", ("latest", "278m", "mpnet-base-v2"),
+         "sentence-transformers/paraphrase-multilingual-mpnet-base-v2",
+         "79f2382ceacceacdf38563d7c5d16b9ff8d725d6", dim=768, layers=12, window=128,
+         pooling="mean", params=278, license="apache-2.0", arch="roberta", normalize=False,
+         note="paraphrase-multilingual-mpnet-base-v2 (XLM-RoBERTa base, 50+ languages)"),
+    _hub("paraphrase-multilingual", ("118m", "minilm-l12-v2"),
+         "sentence-transformers/paraphrase-multilingual-MiniLM-L12-v2",
+         "bf3bf13ab40c3157080a7ab344c831b9ad18b5eb", dim=384, layers=12, window=128,
+         pooling="mean", params=118, license="apache-2.0", normalize=False,
+         note="paraphrase-multilingual-MiniLM-L12-v2 (BERT with XLM-R's SentencePiece vocabulary)"),
+    _hub("granite-embedding", ("latest", "30m", "30m-english"),
+         "ibm-granite/granite-embedding-30m-english", "eddbb57470f896b5f8e2bfcb823d8f0e2d2024a5",
+         dim=384, layers=6, window=512, pooling="cls", params=30, license="apache-2.0",
+         arch="roberta"),
+    _hub("granite-embedding", ("278m", "278m-multilingual"),
+         "ibm-granite/granite-embedding-278m-multilingual",
+         "84e3546b88b0cb69f8078608a1df558020bcbf1f", dim=768, layers=12, window=512,
+         pooling="cls", params=278, license="apache-2.0", arch="roberta"),
+    _hub("multilingual-e5", ("latest", "large", "560m"), "intfloat/multilingual-e5-large",
+         "ab10c1a7f42e74530fe7ae5be82e6d4f11a719eb", dim=1024, layers=24, window=512,
+         pooling="mean", params=560, license="mit", arch="roberta", prompts=_E5),
+    _hub("multilingual-e5", ("base", "278m"), "intfloat/multilingual-e5-base",
+         "d13f1b27baf31030b7fd040960d60d909913633f", dim=768, layers=12, window=512,
+         pooling="mean", params=278, license="mit", arch="roberta", prompts=_E5),
+    _hub("multilingual-e5", ("small", "118m"), "intfloat/multilingual-e5-small",
+         "fd1525a9fd15316a2d503bf26ab031a61d056e98", dim=384, layers=12, window=512,
+         pooling="mean", params=118, license="mit", arch="roberta", prompts=_E5),
+    _hub("all-mpnet-base-v2", ("latest", "110m"), "sentence-transformers/all-mpnet-base-v2",
+         "9a3225965996d404b775526de6dbfe85d3368642", dim=768, layers=12, window=384,
+         pooling="mean", params=109.5, license="apache-2.0", arch="mpnet",
+         note="all-mpnet-base-v2 (MPNet: relative position bias)"),
+)
+
 CARDS: tuple[ModelCard, ...] = (
     _minilm(("latest", "22m", "l6-v2"), l12=False, quantization="fp32"),
     _minilm(("22m-int8", "l6-v2-int8"), l12=False, quantization="int8"),
     _minilm(("33m", "l12-v2"), l12=True, quantization="fp32"),
     _minilm(("33m-int8", "l12-v2-int8"), l12=True, quantization="int8"),
-)
+) + _FAMILY_CARDS
 
 
 class Registry:

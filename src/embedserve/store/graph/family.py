@@ -154,8 +154,12 @@ def _nomic_shape(config: dict[str, Any]) -> Shape:
                       ("rotary_emb_interleaved", False), ("causal", False)):
         if bool(config.get(key, want)) != want:
             raise StoreError(f"unsupported NomicBERT variant: {key}={config.get(key)!r}")
+    positions = int(config.get("n_positions", 2048))
     if config.get("rotary_scaling_factor"):
-        raise StoreError("unsupported NomicBERT variant: rotary_scaling_factor (dynamic NTK)")
+        # dynamic NTK rescales the rotary base once a *padded batch* passes max_trained_positions
+        # (so a text's vector would depend on its batch); up to there it is plain rotary: the
+        # window stops at the trained positions
+        positions = min(positions, int(config.get("max_trained_positions", 2048)))
     hidden = int(config["n_embd"])
     heads = int(config["n_head"])
     if float(config.get("rotary_emb_fraction", 1.0)) != 1.0:
@@ -166,7 +170,7 @@ def _nomic_shape(config: dict[str, Any]) -> Shape:
         heads=heads,
         intermediate=int(config.get("n_inner") or 4 * hidden),
         eps=float(config.get("layer_norm_epsilon", 1e-12)),
-        max_positions=int(config.get("n_positions", 2048)),
+        max_positions=positions,
         activation=str(config.get("activation_function", "swiglu")),
         rotary_base=float(config.get("rotary_emb_base", 10000)),
         rotary_dim=hidden // heads,
