@@ -8,6 +8,7 @@ rotate-half tables, so a shared mistake is unlikely.
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -20,10 +21,15 @@ def _ln(x: np.ndarray, w: np.ndarray, b: np.ndarray, eps: float) -> np.ndarray:
     return (x - mu) / np.sqrt(((x - mu) ** 2).mean(-1, keepdims=True) + eps) * w + b
 
 
+@functools.lru_cache(maxsize=4)
+def _load(folder: Path) -> tuple[dict, dict[str, np.ndarray]]:
+    cfg = json.loads((folder / "config.json").read_text())
+    return cfg, {k: v.astype(np.float64) for k, v in load_file(str(folder / "model.safetensors")).items()}
+
+
 def forward(folder: Path, ids: list[int]) -> np.ndarray:
     """Mean-pooled (un-normalised) vector of one unpadded sequence, float64."""
-    cfg = json.loads((folder / "config.json").read_text())
-    w = {k: v.astype(np.float64) for k, v in load_file(str(folder / "model.safetensors")).items()}
+    cfg, w = _load(Path(folder))
     h, heads, eps = cfg["n_embd"], cfg["n_head"], cfg["layer_norm_epsilon"]
     d = h // heads
     n = len(ids)

@@ -81,3 +81,12 @@ def test_unsupported_nomic_variants_are_named(tmp_path: Path, key: str, value: o
     (folder / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(InputFileError, match=message):
         ModelStore(tmp_path / "home").create("x", source=folder)
+
+
+def test_pull_from_a_folder_is_checked_against_the_card(tmp_path: Path) -> None:
+    from embedserve.errors import PullError
+
+    folder = make_nomic(tmp_path / "src")
+    with pytest.raises(PullError, match="this folder holds a 2-layer 32-d nomic_bert model, "
+                                        "not nomic-ai/nomic-embed-text-v1.5"):
+        ModelStore(tmp_path / "home").pull("nomic-embed-text", from_dir=folder)

