@@ -91,7 +91,8 @@ async def embed_texts(
     usage = client.scope.get(USAGE_KEY) if client is not None else None
     if usage is None:
         return await _embed(
-            state, model, texts, truncate, keep_alive, num_ctx, not_found, client, None, mode
+            state, model, texts, truncate, keep_alive, num_ctx, not_found, client, None, mode,
+            prompt_name=prompt_name,
         )
     spent: list[float] = []  # the batcher reports this request's share of engine time
     result: EmbedResult | None = None
@@ -99,6 +100,7 @@ async def embed_texts(
         result = await _embed(
             state, model, texts, truncate, keep_alive, num_ctx, not_found, client, spent.append,
             mode,
+            prompt_name=prompt_name,
         )
     finally:
         if result is None:  # failed: only the compute already spent counts
@@ -119,6 +121,8 @@ async def _embed(
     client: Request | None,
     on_compute: Any,
     mode: str = "embed",
+    *,
+    prompt_name: str | None = None,
 ) -> EmbedResult:
     t0 = time.perf_counter_ns()
     try:
