@@ -138,9 +138,10 @@ async def _embed(
         if not texts:
             return EmbedResult(np.zeros((0, 0), np.float32), 0, load_ns)
         assert resident.batcher is not None and resident.engine is not None
-        info = resident.engine.info
-        texts = apply(resolve(info.prompts, info.default_prompt_name, prompt_name=prompt_name,
-                              model=info.name), texts)
+        if mode == "embed":  # the model's prompts are for sentence embeddings only
+            info = resident.engine.info
+            texts = apply(resolve(info.prompts, info.default_prompt_name, prompt_name=prompt_name,
+                                  model=info.name), texts)
         limit = 0
         if 0 < num_ctx < resident.engine.info.max_tokens:
             if num_ctx < 3:  # no room for one token between the specials
