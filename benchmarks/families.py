@@ -34,10 +34,11 @@ from embedserve.eval.data import load_stsb  # noqa: E402
 from embedserve.store.local import ModelStore  # noqa: E402
 
 
-def texts_for(data: Path | None) -> list[str]:
+def texts_for(data: Path | None, limit: int = 0) -> list[str]:
     rows = load_stsb("dev", data)
     short = sorted({t for a, b, _ in rows for t in (a, b)})
-    long = [" ".join(short[i : i + 40]) for i in range(0, 40 * 40, 40)]  # ~500+ tokens each
+    short = short[:: max(1, len(short) // limit)][:limit] if limit else short
+    long = [" ".join(short[(i * 7) % len(short) :][:40]) for i in range(40)]  # ~500+ tokens each
     return short + long
 
 
@@ -124,9 +125,10 @@ def main() -> None:
     ap.add_argument("--skip-tiny", action="store_true")
     ap.add_argument("--only", nargs="*", default=[], help="tiny families to run (default: all)")
     ap.add_argument("--speed-texts", type=int, default=1000, help="STS-B texts in the speed runs")
+    ap.add_argument("--texts", type=int, default=0, help="STS-B texts to use (default: all)")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
-    texts = texts_for(args.data)
+    texts = texts_for(args.data, args.texts)
     report: dict[str, Any] = {"date": time.strftime("%Y-%m-%d"), "texts": len(texts)}
     if not args.skip_tiny:
         report["tiny"] = tiny_fidelity(texts, set(args.only))
