@@ -44,7 +44,7 @@ def texts_for(data: Path | None, limit: int = 0) -> list[str]:
 
 def _install(folder: Path, home: Path) -> Embedder:
     ModelStore(home).create("m:latest", source=folder)
-    return Embedder("m:latest", settings=Settings(home=home, offline=True))
+    return Embedder("m:latest", settings=Settings(home=home, offline=True, cache_mb=0))  # no cache: speed is compute
 
 
 def _cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
