@@ -33,7 +33,8 @@ MAX_QUEUE = 512  # the server's default pending inputs per model
 
 
 def start(src: Path, home: Path | None, port: int) -> subprocess.Popen[bytes]:
-    env = dict(os.environ, EMBEDSERVE_OFFLINE="1", PYTHONPATH=str(src / "src"))
+    # the embedding cache off: the flood repeats texts, and hits would be measured instead of work
+    env = dict(os.environ, EMBEDSERVE_OFFLINE="1", EMBEDSERVE_CACHE_MB="0", PYTHONPATH=str(src / "src"))
     if home is not None:
         env["EMBEDSERVE_HOME"] = str(home)
     cmd = [sys.executable, "-m", "embedserve", "serve", "--no-pull", "--host", f"127.0.0.1:{port}"]
