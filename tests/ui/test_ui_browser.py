@@ -226,3 +226,31 @@ def test_auth_page_asks_for_a_key_and_keeps_it_in_the_tab(browser: Any, tmp_path
         assert page.evaluate("sessionStorage.getItem('embedserve.apiKey')") is None
         _shot(page, "auth")
         page.close()
+
+
+def test_ask_streams_the_answer_when_an_llm_is_configured(
+    browser: Any, real_home: Path, tmp_path: Path
+) -> None:
+    from index.llm_stub import llm_stub
+
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "models").symlink_to(real_home / "models")
+    with llm_stub() as stub:
+        app = create_app(Settings(home=home, offline=True, llm_url=stub.url, llm_model="tiny"))
+        with serve(app) as url:
+            with httpx.Client(base_url=url, timeout=120) as c:
+                assert c.post("/api/collections/pets/documents", json={"documents": DOCS}).status_code == 200
+            page = _page(browser, url)
+            page.click("#tab-search")
+            page.wait_for_selector("#search-ask:not([hidden])")
+            page.wait_for_selector("#search-collection option[value='pets']", state="attached")
+            page.fill("#search-query", "where does the cat sleep")
+            page.click("#search-ask")
+            expect(page.locator("#answer")).to_have_text("The answer is in [a#0].")
+            expect(page.locator("#hits li.hit").first).to_have_attribute("data-id", "cat")
+            path, body = stub.requests[-1]
+            assert body["stream"] is True and "windowsill" in body["prompt"]
+            _shot(page, "ask")
+            assert page.js_errors == []
+            page.close()
