@@ -101,7 +101,10 @@ def _order(scores: np.ndarray, top_n: int | None) -> list[int]:
     return [int(i) for i in (order if top_n is None else order[:top_n])]
 
 
-async def rerank_v1(request: Request) -> Response:
+async def _rerank_request(
+    request: Request, field: str
+) -> tuple[Any, dict[str, Any], str, str, list[str]]:
+    """What both rerank shapes share: (state, body, model, query, documents from ``field``)."""
     state = _state(request)
     body = await read_json(request, state.settings.max_body_bytes, "RerankRequest")
     name = get_str(body, "model", "RerankRequest")
@@ -111,9 +114,13 @@ async def rerank_v1(request: Request) -> Response:
     query = body.get("query")
     if not isinstance(query, str) or not query:
         raise HTTPError(400, "query must be a non-empty string")
-    if "documents" not in body:
-        raise HTTPError(400, "documents is required")
-    docs = _documents(body.get("documents"), "documents")
+    if field not in body:
+        raise HTTPError(400, f"{field} is required")
+    return state, body, name, query, _documents(body.get(field), field)
+
+
+async def rerank_v1(request: Request) -> Response:
+    state, body, name, query, docs = await _rerank_request(request, "documents")
     top_n = body.get("top_n")
     if top_n is not None:
         top_n = get_int(body, "top_n", "RerankRequest")
@@ -136,18 +143,7 @@ async def rerank_v1(request: Request) -> Response:
 
 
 async def rerank_tei(request: Request) -> Response:
-    state = _state(request)
-    body = await read_json(request, state.settings.max_body_bytes, "RerankRequest")
-    name = get_str(body, "model", "RerankRequest")
-    if not name.strip():
-        raise HTTPError(400, "model is required")
-    check_name(name, not_found=_not_found(name))
-    query = body.get("query")
-    if not isinstance(query, str) or not query:
-        raise HTTPError(400, "query must be a non-empty string")
-    if "texts" not in body:
-        raise HTTPError(400, "texts is required")
-    docs = _documents(body.get("texts"), "texts")
+    state, body, name, query, docs = await _rerank_request(request, "texts")
     raw = get_bool(body, "raw_scores", "RerankRequest", False)
     return_text = get_bool(body, "return_text", "RerankRequest", False)
     truncate = get_bool(body, "truncate", "RerankRequest", True)
