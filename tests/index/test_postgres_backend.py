@@ -46,6 +46,13 @@ from .test_http_collections import (  # noqa: F401
     test_errors,
     test_server_and_library_share_the_store,
 )
+from .test_multivector_lifecycle import (  # noqa: F401
+    test_a_crash_between_the_dense_and_the_token_write,
+    test_a_file_left_by_another_collection_with_the_same_id_is_discarded,
+    test_a_text_that_shrinks_to_fewer_chunks_leaves_no_rows,
+    test_deleting_documents_deletes_their_token_rows,
+    test_drop_removes_the_token_file,
+)
 
 pytestmark = pytest.mark.postgres
 

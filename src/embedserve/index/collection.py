@@ -32,7 +32,13 @@ from embedserve.index import rerank as _rerank
 from embedserve.index import search as _search
 from embedserve.index.backends import open_store, store_exists
 from embedserve.index.chunking import check_chunk_settings, chunk_text
-from embedserve.index.documents import Document, as_document, check_embeddings, content_hash, is_empty
+from embedserve.index.documents import (
+    Document,
+    as_document,
+    check_embeddings,
+    content_hash,
+    is_empty,
+)
 from embedserve.index.encoder import IndexEncoder, encode_normalized
 from embedserve.index.filters import compile_where
 from embedserve.index.search import SearchConfig, Strategy
@@ -254,6 +260,7 @@ class Collection:
                 raise CollectionNotFound(f"collection {name!r} not found")
             for p in settings.collections_dir.glob(f"ann-{row.id}.*"):
                 p.unlink(missing_ok=True)
+            _multivector.remove(settings.collections_dir, row.id)
         finally:
             store.close()
 
@@ -393,8 +400,8 @@ class Collection:
             result.chunks += k
             if upserts or meta_only:
                 self._store.write(cid, upserts, meta_only)
-            _multivector.after_add(self, enc, [(d.id, c.index, c.text_of(d.text))
-                                               for d, _, cs in to_embed for c in cs])
+            _multivector.after_add(self, enc, [u.id for u in upserts],
+                                   [(d.id, c.index, c.text_of(d.text)) for d, _, cs in to_embed for c in cs])
             if progress is not None:
                 progress(min(b + batch_size, len(items)), result.chunks)
         result.seconds = time.perf_counter() - t0
@@ -416,6 +423,7 @@ class Collection:
             targets |= set(self._store.ids_where(cid, json.loads(where) if isinstance(where, str) else where))
         if targets:
             self._store.write(cid, [], [], sorted(targets))
+            _multivector.after_delete(self, sorted(targets))
         return len(targets)
 
     # -- searching ------------------------------------------------------------------------------

@@ -12,7 +12,17 @@ index, sha256 of the chunk's text), so a re-embedded chunk never scores with sta
 (:func:`embedserve.late_interaction.quantize_tokens`): ``int8`` (one byte a value plus a float
 scale per token: 1/4 of float32; re-scored as stored), ``binary`` (sign bits: 1/32; scored
 asymmetrically, the float query against +-1 tokens), ``float32``. Chunks added before the mode was
-enabled get their vectors on first use. Deleted documents leave their rows until ``vacuum``.
+enabled get their vectors on first use.
+
+Lifecycle. Dropping the collection removes the file (:func:`remove`, with its WAL files). A
+re-embedded document's rows are replaced as a whole (a text that shrank to fewer chunks leaves no
+rows behind); deleting documents deletes their rows. The dense write commits first and the token
+rows after it: a crash in between leaves missing rows (made on first use) or rows whose hash no
+longer matches (never used; replaced on the next write of that document; :meth:`TokenStore.vacuum`
+drops rows of documents gone). The file records its collection's name and creation time, so a
+file left by a collection of another database that had the same id (a new SQLite file, another
+PostgreSQL database) is discarded instead of turning the mode on. With PostgreSQL the file is
+local to each server, like the ANN index files.
 """
 
 from __future__ import annotations
@@ -37,11 +47,23 @@ def text_key(doc_id: str, chunk: int, text: str) -> Key:
 
 
 def sidecar_path(collection: Any) -> Path:
-    return Path(collection.settings.collections_dir) / f"tokens-{collection._row.id}.sqlite"
+    return _path(collection.settings.collections_dir, collection._row.id)
+
+
+def _path(collections_dir: Path, cid: int) -> Path:
+    return Path(collections_dir) / f"tokens-{cid}.sqlite"
+
+
+def _owner(collection: Any) -> str:
+    return f"{collection._row.name}@{collection._row.created_at!r}"
+
+
+class StaleSidecar(Exception):
+    """The file belongs to another collection that had the same id."""
 
 
 class TokenStore:
-    def __init__(self, path: Path, codec: str | None = None) -> None:
+    def __init__(self, path: Path, codec: str | None = None, owner: str | None = None) -> None:
         if codec is not None and codec not in TOKEN_CODECS:
             raise CollectionError(
                 f"unknown multivector codec {codec!r}; choose one of: {', '.join(TOKEN_CODECS)}"
@@ -56,6 +78,14 @@ class TokenStore:
             "CREATE TABLE IF NOT EXISTS tokens (doc TEXT, chunk INTEGER, hash TEXT, n INTEGER,"
             " dim INTEGER, codes BLOB, scales BLOB, PRIMARY KEY (doc, chunk))"
         )
+        if owner is not None:
+            mine = self._db.execute("SELECT value FROM meta WHERE key='owner'").fetchone()
+            if mine is None:  # a new file, or one written before owners were recorded
+                self._db.execute("INSERT INTO meta VALUES ('owner', ?)", (owner,))
+                self._db.commit()
+            elif mine[0] != owner:
+                self._db.close()
+                raise StaleSidecar(str(path))
         row = self._db.execute("SELECT value FROM meta WHERE key='codec'").fetchone()
         if row is None:
             self._db.execute("INSERT INTO meta VALUES ('codec', ?)", (codec or "int8",))
@@ -70,14 +100,21 @@ class TokenStore:
         self._db.close()
 
     def put(self, keys: Sequence[Key], tokens: Sequence[np.ndarray]) -> None:
+        self.replace([], keys, tokens)
+
+    def replace(self, docs: Sequence[str], keys: Sequence[Key], tokens: Sequence[np.ndarray]) -> None:
+        """Drop every row of ``docs``, then store ``keys``' token vectors, in one transaction."""
         rows = []
         for (doc, chunk, h), t in zip(keys, tokens):
             codes, scales = quantize_tokens(t, self.codec)
             rows.append((doc, chunk, h, int(t.shape[0]), int(t.shape[1]), codes.tobytes(),
                          None if scales is None else scales.tobytes()))
-        with self._lock:
+        with self._lock, self._db:  # commits, or rolls back on an error
+            self._db.executemany("DELETE FROM tokens WHERE doc=?", [(d,) for d in dict.fromkeys(docs)])
             self._db.executemany("INSERT OR REPLACE INTO tokens VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
-            self._db.commit()
+
+    def delete(self, docs: Sequence[str]) -> None:
+        self.replace(docs, [], [])
 
     def get(self, keys: Sequence[Key]) -> list[np.ndarray | None]:
         """Float32 token vectors per key (None where missing or stale)."""
@@ -129,15 +166,39 @@ _open: dict[Path, TokenStore] = {}
 _open_lock = threading.Lock()
 
 
+def _unlink(path: Path) -> None:
+    ts = _open.pop(path, None)
+    if ts is not None:
+        ts.close()
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
+def remove(collections_dir: Path, cid: int) -> None:
+    """Delete collection ``cid``'s token file (when its collection is dropped)."""
+    with _open_lock:
+        _unlink(_path(collections_dir, cid))
+
+
 def store_for(collection: Any, codec: str | None = None, create: bool = False) -> TokenStore | None:
     """The collection's token store (None when the mode is off and ``create`` is false)."""
     path = sidecar_path(collection)
     with _open_lock:
         ts = _open.get(path)
+        if ts is not None and not path.exists():  # dropped by another process
+            _unlink(path)
+            ts = None
         if ts is None:
             if not create and not path.exists():
                 return None
-            ts = _open[path] = TokenStore(path, codec)
+            try:
+                ts = TokenStore(path, codec, _owner(collection))
+            except StaleSidecar:
+                _unlink(path)
+                if not create:
+                    return None
+                ts = TokenStore(path, codec, _owner(collection))
+            _open[path] = ts
         elif codec is not None and codec != ts.codec:
             raise CollectionError(f"the collection's multivector codec is {ts.codec}, not {codec}")
         return ts
@@ -161,13 +222,23 @@ def encode_tokens(encoder: Any, texts: list[str], role: str = "document") -> lis
     return [np.asarray(v, np.float32) for v in out]
 
 
-def after_add(collection: Any, encoder: Any, chunks: list[tuple[str, int, str]]) -> None:
-    """Store token vectors of freshly embedded chunks ``(doc id, chunk index, text)``, when on."""
+def after_add(collection: Any, encoder: Any, docs: Sequence[str], chunks: list[tuple[str, int, str]]) -> None:
+    """When on: replace the rows of the written documents ``docs`` by the token vectors of their
+    freshly embedded chunks ``(doc id, chunk index, text)`` (documents that brought their own
+    vector get theirs on first use)."""
     ts = store_for(collection)
-    if ts is None or not chunks:
+    if ts is None or not docs:
         return
     keys = [text_key(d, c, t) for d, c, t in chunks]
-    ts.put(keys, encode_tokens(encoder, [t for _, _, t in chunks]))
+    tokens = encode_tokens(encoder, [t for _, _, t in chunks]) if chunks else []
+    ts.replace(docs, keys, tokens)
+
+
+def after_delete(collection: Any, docs: Sequence[str]) -> None:
+    """When on: delete the rows of deleted documents."""
+    ts = store_for(collection)
+    if ts is not None and docs:
+        ts.delete(docs)
 
 
 def chunk_tokens(collection: Any, encoder: Any, hits: Sequence[Any]) -> list[np.ndarray]:
