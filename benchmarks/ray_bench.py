@@ -7,7 +7,9 @@ numbers taken within the same minute. CPU per request is the server's whole proc
 driver, GCS, raylet, proxy, controller, ingress, replicas, board) before and after each wrk run.
 
 Offline: ``embed -i corpus.jsonl -o x.npy`` and ``embed --ray -i corpus.jsonl -o DIR``
-alternately on the STS-B train sentences; the Ray run's own summary gives its start-up time.
+alternately (ABBA: the order flips each round) on the STS-B train sentences; the Ray run's own
+summary gives its start-up time. Start-up of each server (launch to first answered request) is
+reported too.
 
     .venv/bin/python benchmarks/ray_bench.py --home ~/.embedserve [--rounds 2] [--seconds 8]
 """
@@ -110,7 +112,9 @@ def online(
     plain_url = f"http://127.0.0.1:{plain_port}"
     out: dict[str, list[dict[str, float]]] = {}
     try:
+        t0 = time.monotonic()
         wait_ready(plain_url, plain)
+        out["startup"] = [{"server": "plain", "up_s": time.monotonic() - t0}]
         for layout, spec in LAYOUTS.items():
             if layout not in layouts:
                 continue
@@ -121,7 +125,9 @@ def online(
             url = f"http://127.0.0.1:{port}"
             try:
                 wait_ready(url, proc)
-                print(f"{layout}: up in {time.monotonic() - t0:.1f} s", file=sys.stderr)
+                up = time.monotonic() - t0
+                out.setdefault("startup", []).append({"server": layout, "up_s": up})
+                print(f"{layout}: up in {up:.1f} s", file=sys.stderr)
                 for r in range(rounds):
                     for clients, _ in SCENARIOS:
                         for name, u, p in (("plain", plain_url, plain.pid), (layout, url, proc.pid)):
@@ -138,15 +144,18 @@ def online(
     return out
 
 
-def offline(home: Path, rounds: int, tmp: Path) -> list[dict[str, float]]:
+def offline(home: Path, rounds: int, tmp: Path, limit: int = 0) -> list[dict[str, float]]:
     texts = load_texts(DATA / "stsb-en-train.csv")
+    if limit:
+        texts = texts[:limit]
     corpus = tmp / "corpus.jsonl"
     corpus.write_text("".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in enumerate(texts)))
     env = dict(os.environ, EMBEDSERVE_OFFLINE="1", EMBEDSERVE_HOME=str(home), RAY_TMPDIR=str(tmp))
     (tmp / "ray").mkdir(exist_ok=True)
     rows = []
     for r in range(rounds):
-        for mode in ("embed", "embed --ray"):
+        order = ("embed", "embed --ray") if r % 2 == 0 else ("embed --ray", "embed")  # ABBA
+        for mode in order:
             cmd = [sys.executable, "-m", "embedserve", "embed", "-m", "all-minilm", "-i", str(corpus)]
             if mode == "embed":
                 cmd += ["-o", str(tmp / "plain.npy"), "-f", "npy"]
@@ -159,6 +168,7 @@ def offline(home: Path, rounds: int, tmp: Path) -> list[dict[str, float]]:
             wall = time.perf_counter() - t0
             line = [ln for ln in proc.stderr.splitlines() if ln.startswith("embedded")][-1]
             startup = re.search(r"Ray start ([\d.]+) s", line)
+            job = re.search(r" in ([\d.]+) s \(", line)  # the job's own seconds (Ray: start-up included)
             row = {
                 "round": r,
                 "mode": mode,
@@ -166,6 +176,7 @@ def offline(home: Path, rounds: int, tmp: Path) -> list[dict[str, float]]:
                 "wall_s": wall,
                 "texts_per_s": len(texts) / wall,
                 "ray_start_s": float(startup.group(1)) if startup else 0.0,
+                "job_s": float(job.group(1)) if job else float("nan"),
             }
             rows.append(row)
             print(json.dumps(row), file=sys.stderr)
@@ -181,6 +192,7 @@ def main() -> None:
     ap.add_argument("--layouts", default=",".join(LAYOUTS), help="Ray layouts to run (1x2,2x1)")
     ap.add_argument("--offline-rounds", type=int, default=None)
     ap.add_argument("--skip-offline", action="store_true")
+    ap.add_argument("--offline-limit", type=int, default=0, help="first N texts only (smoke runs)")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="ray-bench-"))
     report: dict[str, object] = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
@@ -188,6 +200,7 @@ def main() -> None:
         if not args.skip_online:
             runs = online(args.home, args.rounds, args.seconds, tmp, tuple(args.layouts.split(",")))
             table = {}
+            report["startup"] = runs.pop("startup")
             for key, rows in runs.items():
                 layout = key.split("/")[0]
                 base = [x for x in rows if x["server"] == "plain"]
@@ -207,7 +220,9 @@ def main() -> None:
                 }
             report["online"] = table
         if not args.skip_offline:
-            report["offline"] = offline(args.home, args.offline_rounds or args.rounds, tmp)
+            report["offline"] = offline(
+                args.home, args.offline_rounds or args.rounds, tmp, args.offline_limit
+            )
     except SystemExit:
         for log in tmp.rglob("server-*.log"):
             print(log, log.read_text(errors="replace")[-2000:], file=sys.stderr)
