@@ -36,6 +36,9 @@ from load import _free_port, load_texts, run_wrk  # noqa: E402
 DATA = Path(os.environ.get("EMBEDSERVE_SHARED", Path(__file__).resolve().parents[1].parent / "shared")) / "data" / "stsb"
 SCENARIOS = ((1, 1), (32, 1))
 LAYOUTS = {"1x2": ("1", "2"), "2x1": ("2", "1")}
+# The embedding cache off everywhere: wrk cycles through the same 2,000 texts, and the plain server
+# (up for the whole run) would answer later rounds from its cache while each Ray server is new.
+NO_CACHE = {"EMBEDSERVE_CACHE_MB": "0"}
 
 
 def tree_cpu(pid: int) -> float:
@@ -63,7 +66,7 @@ def tree_cpu(pid: int) -> float:
 
 
 def start(home: Path, port: int, ray: tuple[str, str] | None, tmp: Path) -> subprocess.Popen[bytes]:
-    env = dict(os.environ, EMBEDSERVE_OFFLINE="1", EMBEDSERVE_HOME=str(home))
+    env = dict(os.environ, EMBEDSERVE_OFFLINE="1", EMBEDSERVE_HOME=str(home), **NO_CACHE)
     cmd = [sys.executable, "-m", "embedserve", "serve", "--no-pull", "--host", f"127.0.0.1:{port}"]
     if ray is not None:
         env["RAY_TMPDIR"] = str(tmp)
@@ -150,7 +153,9 @@ def offline(home: Path, rounds: int, tmp: Path, limit: int = 0) -> list[dict[str
         texts = texts[:limit]
     corpus = tmp / "corpus.jsonl"
     corpus.write_text("".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in enumerate(texts)))
-    env = dict(os.environ, EMBEDSERVE_OFFLINE="1", EMBEDSERVE_HOME=str(home), RAY_TMPDIR=str(tmp))
+    env = dict(
+        os.environ, EMBEDSERVE_OFFLINE="1", EMBEDSERVE_HOME=str(home), RAY_TMPDIR=str(tmp), **NO_CACHE
+    )
     (tmp / "ray").mkdir(exist_ok=True)
     rows = []
     for r in range(rounds):
