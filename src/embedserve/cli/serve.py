@@ -114,6 +114,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+AUTOSCALE_FLAGS = (
+    ("--autoscale-target", "target"),
+    ("--upscale-delay", "upscale_delay"),
+    ("--downscale-delay", "downscale_delay"),
+    ("--autoscale-window", "window"),
+)
+
+
 def _ray_plan(args: argparse.Namespace) -> object | None:
     """The Ray Serve plan for ``--ray``; Ray-only flags without ``--ray`` are an error."""
     ray_only = [
@@ -123,6 +131,7 @@ def _ray_plan(args: argparse.Namespace) -> object | None:
             ("--replicas", args.replicas),
             ("--autoscale", args.autoscale),
             ("--replica-threads", args.replica_threads),
+            *((flag, getattr(args, dest)) for flag, dest in AUTOSCALE_FLAGS),
         )
         if value is not None
     ]
@@ -146,7 +155,11 @@ def _ray_plan(args: argparse.Namespace) -> object | None:
     threads = 1 if args.replica_threads is None else args.replica_threads
     if threads < 1:
         raise InvalidInput(f"--replica-threads must be at least 1, got {threads}")
-    autoscale = parse_autoscale(args.autoscale) if args.autoscale else None
+    tuning = {dest: getattr(args, dest) for _, dest in AUTOSCALE_FLAGS if getattr(args, dest) is not None}
+    if tuning and not args.autoscale:
+        flag = next(f for f, dest in AUTOSCALE_FLAGS if dest in tuning)
+        raise InvalidInput(f"{flag} needs --autoscale MIN:MAX")
+    autoscale = parse_autoscale(args.autoscale, **tuning) if args.autoscale else None
     return Plan(replicas=args.replicas or 1, autoscale=autoscale, threads=threads)
 
 
@@ -215,6 +228,22 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     r.add_argument("--replicas", type=int, metavar="N", help="model replicas (default 1)")
     r.add_argument(
         "--autoscale", metavar="MIN:MAX", help="scale replicas on queue depth between MIN and MAX"
+    )
+    r.add_argument(
+        "--autoscale-target", dest="target", type=float, metavar="N",
+        help="ongoing requests per replica the autoscaler aims at (32)",
+    )
+    r.add_argument(
+        "--upscale-delay", dest="upscale_delay", type=float, metavar="S",
+        help="seconds of more load before a replica is added (5)",
+    )
+    r.add_argument(
+        "--downscale-delay", dest="downscale_delay", type=float, metavar="S",
+        help="seconds of less load before a replica is removed (60)",
+    )
+    r.add_argument(
+        "--autoscale-window", dest="window", type=float, metavar="S",
+        help="seconds the load metric is averaged over (10)",
     )
     r.add_argument(
         "--replica-threads", type=int, metavar="T", help="CPUs and engine threads per replica (1)"

@@ -5,7 +5,7 @@
   is a :class:`~embedserve.ray.remote.RemoteManager`. It reserves no CPU: it parses and encodes
   JSON while the replicas run the engines.
 * **replica** (``Replica``): ``threads`` CPUs each, ``replicas`` of them or autoscaled on
-  ongoing requests per replica (Serve's queue-depth signal) between ``MIN:MAX``.
+  ongoing requests per replica (Serve's queue-depth signal) between ``MIN:MAX`` (:class:`Autoscale`).
 * **board** (``Board``): replica reports for ``/health``, ``/api/ps``, ``/metrics``.
 
 ``build(...)`` returns the bound application for ``serve.run``; ``app_builder(args)`` is the same
@@ -36,13 +36,44 @@ APP_NAME = "embedserve"
 # Each replica's batcher merges concurrent requests, so it must see many at once (Serve's default
 # of a few would starve the batcher); autoscaling aims at this many in flight per replica.
 MAX_ONGOING = 1024
-TARGET_ONGOING = 32
+
+
+@dataclass(frozen=True)
+class Autoscale:
+    """Serve's request-based autoscaler, in the terms of ``serve --ray --autoscale MIN:MAX``.
+
+    Serve wants ``ceil(ongoing / target)`` replicas, where ``ongoing`` is the requests in flight
+    (queued in a batcher or running) per replica, averaged over the last ``window`` seconds; it
+    adds replicas once that has asked for more for ``upscale_delay`` seconds, and removes them
+    once it has asked for fewer for ``downscale_delay`` seconds. The replicas and handles push the
+    metric every ``window / 5`` seconds (Serve's default push is every 10 s, its window 30 s,
+    which is why the defaults here are shorter: a replica is added within seconds of a burst)."""
+
+    low: int
+    high: int
+    target: float = 32.0  # ongoing requests per replica
+    upscale_delay: float = 5.0
+    downscale_delay: float = 60.0
+    window: float = 10.0  # look-back seconds of the averaged metric
+
+    def config(self) -> dict[str, Any]:
+        """Serve's ``autoscaling_config``."""
+        return {
+            "min_replicas": self.low,
+            "initial_replicas": self.low,
+            "max_replicas": self.high,
+            "target_ongoing_requests": self.target,
+            "upscale_delay_s": self.upscale_delay,
+            "downscale_delay_s": self.downscale_delay,
+            "look_back_period_s": self.window,
+            "metrics_interval_s": self.window / 5,
+        }
 
 
 @dataclass(frozen=True)
 class Plan:
     replicas: int = 1
-    autoscale: tuple[int, int] | None = None  # (min, max) replicas
+    autoscale: Autoscale | None = None
     threads: int = 1  # CPUs (and engine threads) per replica
     collections_refusal: str = ""  # non-empty: collection routes answer 503 with this text
     pull: tuple[str, ...] = ()  # models each replica pulls on start if its node lacks them
@@ -114,15 +145,7 @@ def build(
         "graceful_shutdown_timeout_s": 10,
     }
     if plan.autoscale is not None:
-        low, high = plan.autoscale
-        options["autoscaling_config"] = {
-            "min_replicas": low,
-            "initial_replicas": low,
-            "max_replicas": high,
-            "target_ongoing_requests": TARGET_ONGOING,
-            "upscale_delay_s": 5,
-            "downscale_delay_s": 60,
-        }
+        options["autoscaling_config"] = plan.autoscale.config()
     else:
         options["num_replicas"] = plan.replicas
     replica = serve.deployment(Replica, **options).bind(
@@ -138,22 +161,41 @@ def build(
     return ingress.bind(settings, replica, board, store_factory, plan.collections_refusal)
 
 
+AUTOSCALE_ARGS = {
+    "autoscale_target": "target",
+    "upscale_delay": "upscale_delay",
+    "downscale_delay": "downscale_delay",
+    "autoscale_window": "window",
+}
+BUILDER_ARGS = ("replicas", "autoscale", *AUTOSCALE_ARGS, "threads", "ingress", "pull")
+
+
 def app_builder(args: dict[str, Any]) -> Any:
     """``serve run embedserve.ray.app:app_builder replicas=2 threads=2 pull=all-minilm`` / a
     RayService's ``import_path``: settings from the environment (EMBEDSERVE_HOME...), the plan from
-    ``args`` (``replicas`` or ``autoscale: "MIN:MAX"``, ``threads``, ``ingress`` replicas,
-    ``pull``: comma-separated
-    models each replica pulls if missing). A cluster deployment is multi-node by nature, so the
-    collection routes are off unless EMBEDSERVE_DATABASE_URL names a shared database."""
+    ``args`` (``replicas`` or ``autoscale: "MIN:MAX"`` with ``autoscale_target``,
+    ``upscale_delay``, ``downscale_delay``, ``autoscale_window``; ``threads``, ``ingress``
+    replicas, ``pull``: comma-separated models each replica pulls if missing). A cluster
+    deployment is multi-node by nature, so the collection routes are off unless
+    EMBEDSERVE_DATABASE_URL names a shared database. Unknown args are an error (a typo in a
+    RayService manifest must not be silently ignored)."""
     from embedserve.config import load
     from embedserve.ray.cluster import COLLECTIONS_NEED_SHARED_STORE
 
+    unknown = sorted(set(args) - set(BUILDER_ARGS))
+    if unknown:
+        raise ValueError(
+            f"unknown embedserve app_builder args {unknown}; known: {', '.join(BUILDER_ARGS)}"
+        )
     settings = load()
-
     autoscale = None
     if args.get("autoscale"):
-        low, high = str(args["autoscale"]).split(":")
-        autoscale = (int(low), int(high))
+        from embedserve.ray.serving import parse_autoscale
+
+        tuning = {
+            field: float(args[key]) for key, field in AUTOSCALE_ARGS.items() if key in args
+        }
+        autoscale = parse_autoscale(str(args["autoscale"]), **tuning)
     plan = Plan(
         replicas=int(args.get("replicas", 1)),
         autoscale=autoscale,

@@ -11,6 +11,9 @@ routes' own 404) and remembers its :class:`EngineInfo`; after that an embed is o
 whose replica dies (``RayActorError``, ``ActorUnavailableError``) is sent again, to another
 replica, at most ``RETRIES`` times: embedding is idempotent, so an accepted request is either
 answered or gets a clear 503.
+
+Admission control before parsing reads :class:`~embedserve.ray.queues.ReplicaQueues`: the
+replicas' queues as their replies and reports last described them.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from ray import exceptions as ray_errors
 from embedserve.config import Settings
 from embedserve.engine.base import EngineInfo
 from embedserve.errors import EngineError
+from embedserve.ray.queues import QueueView, ReplicaQueues
 from embedserve.ray.wire import REPLICA_LOST, raise_error
 from embedserve.server.errors import HTTPError
 from embedserve.service.manager import FOREVER_SECONDS
@@ -40,6 +44,7 @@ log = logging.getLogger("embedserve.ray")
 RETRIES = 4
 BACKOFF_SECONDS = (0.1, 0.3, 1.0, 2.0)  # Serve's router learns of a dead replica within ~1 s
 POLL_SECONDS = 0.5
+REPLICA_HIDDEN = ("info", "expires_at", "loaded_at", "last_n", "max_queue")  # not in /health
 _LOST = (ray_errors.RayActorError, ray_errors.ActorUnavailableError)
 
 
@@ -94,7 +99,7 @@ class RemoteBatcher:
         reply = await self._manager.call(
             self.key, "embed", texts, truncate, limit, self.keep_alive, counts
         )
-        _, vectors, tokens, _load_ns, per_input, seconds = reply
+        _, vectors, tokens, _load_ns, per_input, seconds = reply[:6]
         if on_compute is not None:
             on_compute(seconds)
         return (vectors, tokens, per_input) if counts else (vectors, tokens)
@@ -122,6 +127,7 @@ class RemoteManager:
         self.info: dict[str, EngineInfo] = {}
         self.reports: list[dict[str, Any]] = []
         self.unloaded: dict[str, float] = {}  # name -> when /api/delete or /api/pull unloaded it
+        self.queues = ReplicaQueues()
         self.loop: asyncio.AbstractEventLoop | None = None
         self._poller: asyncio.Task[None] | None = None
         self._closed = False
@@ -148,6 +154,8 @@ class RemoteManager:
                 if attempt < RETRIES:
                     await asyncio.sleep(BACKOFF_SECONDS[attempt])
                 continue
+            if method == "embed" and isinstance(reply[-1], dict):
+                self.queues.note(reply[-1])  # answered or refused: the replica's queue right now
             if reply[0] != "ok":
                 if reply[0] == "missing":
                     self.info.pop(key, None)
@@ -172,11 +180,9 @@ class RemoteManager:
     def release(self, model: RemoteModel) -> None:
         pass
 
-    def batchers(self) -> list[Any]:
-        """No local queues: the ingress's admission control never refuses before parsing; each
-        replica's batcher still answers 503 when its own queue is full (board depths are ~1 s
-        old, too stale to refuse on)."""
-        return []
+    def batchers(self) -> list[QueueView]:
+        """The replicas' queues, for admission control before parsing (see ``ray/queues.py``)."""
+        return self.queues.views()
 
     @asynccontextmanager
     async def use(self, name: str, keep_alive: float | None = None) -> AsyncIterator[RemoteModel]:
@@ -188,6 +194,7 @@ class RemoteManager:
         except Exception:  # noqa: BLE001 - an invalid name holds nothing
             return False
         self.info.pop(key, None)
+        self.queues.forget(key)
         self.unloaded[key] = time.time()  # hidden now; replicas drop it on their next report
         await self.board.unload.remote(key)
         return True
@@ -207,15 +214,18 @@ class RemoteManager:
     async def _poll(self) -> None:
         while not self._closed:
             with contextlib.suppress(Exception):
-                self.reports = await self.board.snapshot.remote()
-                self._sum_metrics()
+                self._take(await self.board.snapshot.remote())
             await asyncio.sleep(POLL_SECONDS)
 
     async def refresh(self) -> None:
         self._start()
         with contextlib.suppress(Exception):
-            self.reports = await asyncio.wait_for(self.board.snapshot.remote(), 5)
-            self._sum_metrics()
+            self._take(await asyncio.wait_for(self.board.snapshot.remote(), 5))
+
+    def _take(self, reports: list[dict[str, Any]]) -> None:
+        self.reports = reports
+        self.queues.note_reports({**r, "models": self._current(r)} for r in reports)
+        self._sum_metrics()
 
     def _merge_report(self, report: dict[str, Any]) -> None:
         others = [r for r in self.reports if r["id"] != report["id"]]
@@ -241,10 +251,13 @@ class RemoteManager:
                     else:
                         total[labels] = total.get(labels, 0.0) + value
         m = self.metrics
+        # the ingress's own refusals before parsing (admission middleware, label "*") stay
+        own = {k: v for k, v in m.overloaded.values.items() if k == ("*",)}
         for name in ("batch_size", "engine_seconds"):
             getattr(m, name).series = sums.get(name, {})
         for name in ("real_tokens", "padded_tokens", "inputs", "overloaded"):
             getattr(m, name).values = sums.get(name, {})
+        m.overloaded.values = {**m.overloaded.values, **own}
 
     def _merged(self) -> dict[str, dict[str, Any]]:
         """Per model across replicas: state (ready wins), queue depth (summed), latest expiry."""
@@ -296,7 +309,7 @@ class RemoteManager:
                 "pid": r["pid"],
                 "threads": r["threads"],
                 "models": [
-                    {k: v for k, v in e.items() if k not in ("info", "expires_at", "loaded_at")}
+                    {k: v for k, v in e.items() if k not in REPLICA_HIDDEN}
                     for e in self._current(r)
                 ],
             }

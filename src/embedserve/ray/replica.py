@@ -26,6 +26,7 @@ from typing import Any
 from ray import serve
 
 from embedserve.config import Settings
+from embedserve.ray import queues
 from embedserve.ray.wire import Reply, error_reply
 from embedserve.service.manager import Loader, ModelManager
 from embedserve.service.metrics import Metrics
@@ -134,7 +135,9 @@ class Replica:
         counts: bool = False,
     ) -> Reply:
         """Raw pooled vectors through this replica's batcher:
-        ``("ok", vectors, tokens, load_ns, tokens per input or None, engine seconds)``."""
+        ``("ok", vectors, tokens, load_ns, tokens per input or None, engine seconds, queue)``;
+        ``queue`` (also last in an error reply, once the model is held) is this replica's queue
+        for the model as the reply leaves (the ingress's admission control reads it)."""
         t0 = time.perf_counter_ns()
         try:
             resident = await self._hold(keep_alive)
@@ -147,11 +150,16 @@ class Replica:
                 texts, truncate, limit, counts=counts, on_compute=spent.append
             )
         except BaseException as exc:  # noqa: BLE001
-            return error_reply(exc)
+            return (*error_reply(exc), self._queue(resident))
         finally:
             self.manager.release(resident)
         per_input = result[2] if counts else None
-        return ("ok", result[0], result[1], load_ns, per_input, sum(spent))
+        return ("ok", result[0], result[1], load_ns, per_input, sum(spent), self._queue(resident))
+
+    def _queue(self, resident: Any) -> dict[str, Any] | None:
+        if resident.batcher is None:
+            return None
+        return queues.signal(self.id, resident.key, resident.batcher, resident.state)
 
     async def token_spans(self, text: str) -> Reply:
         try:
@@ -173,6 +181,8 @@ class Replica:
                 entry["error"] = m.error
             if m.batcher is not None and m.state == "ready":
                 entry["queue_depth"] = m.batcher.depth
+                entry["last_n"] = m.batcher.last_n
+                entry["max_queue"] = m.batcher.max_queue
             if m.engine is not None and m.state == "ready":
                 entry["expires_at"] = m.expires_at
                 entry["loaded_at"] = m.loaded_at

@@ -11,11 +11,12 @@ from typing import Any
 from embedserve.config import Settings
 from embedserve.errors import EmbedServeError, InvalidInput
 from embedserve.ray import cluster
-from embedserve.ray.app import APP_NAME, Plan, build
+from embedserve.ray.app import APP_NAME, Autoscale, Plan, build
 
 
-def parse_autoscale(value: str) -> tuple[int, int]:
-    """``"MIN:MAX"`` -> (MIN, MAX) with 1 <= MIN <= MAX."""
+def parse_autoscale(value: str, **tuning: float) -> Autoscale:
+    """``"MIN:MAX"`` (1 <= MIN <= MAX) and the autoscaler's knobs (``target`` > 0, ``window`` > 0,
+    delays >= 0; see :class:`Autoscale`) -> an :class:`Autoscale`."""
     try:
         low_s, high_s = value.split(":")
         low, high = int(low_s), int(high_s)
@@ -23,12 +24,20 @@ def parse_autoscale(value: str) -> tuple[int, int]:
         raise InvalidInput(f"--autoscale wants MIN:MAX replicas, e.g. 1:4; got {value!r}") from None
     if not 1 <= low <= high:
         raise InvalidInput(f"--autoscale MIN:MAX needs 1 <= MIN <= MAX; got {value!r}")
-    return low, high
+    for name in ("target", "window"):
+        if name in tuning and not tuning[name] > 0:
+            flag = "--autoscale-target" if name == "target" else "--autoscale-window"
+            raise InvalidInput(f"{flag} must be above 0, got {tuning[name]:g}")
+    for name in ("upscale_delay", "downscale_delay"):
+        if name in tuning and not tuning[name] >= 0:
+            flag = "--" + name.replace("_", "-")
+            raise InvalidInput(f"{flag} must be 0 or more seconds, got {tuning[name]:g}")
+    return Autoscale(low, high, **tuning)
 
 
 def check_fits(plan: Plan, cpus: int) -> None:
     """Refuse a plan whose replicas can never all be placed (Serve would wait for them forever)."""
-    count = plan.autoscale[0] if plan.autoscale else plan.replicas
+    count = plan.autoscale.low if plan.autoscale else plan.replicas
     need = count * plan.threads
     if need > cpus:
         raise InvalidInput(
@@ -73,7 +82,8 @@ def serve_forever(settings: Settings, plan: Plan, address: str | None, *, grace:
             raise EmbedServeError(f"Ray Serve could not start the application: {exc}") from None
         if plan.collections_refusal:
             print(f"warning: {plan.collections_refusal}", file=sys.stderr)
-        count = f"{plan.autoscale[0]}-{plan.autoscale[1]}" if plan.autoscale else str(plan.replicas)
+        scale = plan.autoscale
+        count = f"{scale.low}-{scale.high}" if scale else str(plan.replicas)
         print(
             f"embedserve listening on http://{settings.host}:{settings.port} (Ray Serve, "
             f"{count} replica(s) x {plan.threads} thread(s))",
