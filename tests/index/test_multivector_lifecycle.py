@@ -146,3 +146,20 @@ def test_documents_with_their_own_vectors_get_tokens_on_first_use(settings: Sett
         want = maxsim_batch(q, enc.encode(["a changed text with its own vector"], output="token"))[0]
         assert sky.score == pytest.approx(float(want), abs=1e-5)
         assert np.isfinite([h.score for h in hits]).all()
+
+
+def test_index_add_ray_stores_token_vectors(settings: Settings) -> None:
+    """``index add --ray`` adds through an encoder answering from the job's vectors: the token
+    vectors of multivector mode still come from the model."""
+    from embedserve.ray.index_fill import Precomputed
+
+    enc = make_encoder()
+    with Collection.open("mvray", settings=settings, encoder=enc) as col:
+        multivector.enable(col, "float32")
+        table = {d["text"]: enc.encode([d["text"]])[0] for d in DOCS}
+        col.add(DOCS, encoder=Precomputed(enc, table))
+        assert _rows(col) == 3
+        hits = col.query("blue sky", top_k=1, rerank="maxsim", candidates=3)
+        q = enc.encode(["blue sky"], output="token", role="query")[0]
+        want = maxsim_batch(q, enc.encode([d["text"] for d in DOCS], output="token"))
+        assert hits[0].score == pytest.approx(float(want.max()), abs=1e-5)

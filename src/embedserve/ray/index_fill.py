@@ -31,7 +31,9 @@ class Precomputed:
         self._table = table
         self.info = base.info
 
-    def encode(self, texts: list[str], **_: Any) -> np.ndarray:
+    def encode(self, texts: list[str], **kw: Any) -> Any:
+        if kw.get("output", "sentence") != "sentence":  # token vectors (multivector mode): the model's
+            return self._base.encode(texts, **kw)
         missing = [t for t in dict.fromkeys(texts) if t not in self._table]
         if missing:
             for text, vec in zip(missing, self._base.encode(missing)):
