@@ -120,7 +120,7 @@ def test_family_cards(name: str, repo: str, arch: str, dim: int, layers: int, po
 
 
 def test_every_card_names_a_family_the_builder_knows() -> None:
-    from embedserve.store.graph.family import FAMILIES
+    from embedserve.store.family import FAMILIES
 
     assert {c.architecture for c in DEFAULT_REGISTRY.cards} <= set(FAMILIES)
     for card in DEFAULT_REGISTRY.cards:

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from embedserve.errors import InputFileError, InvalidInput
-from embedserve.store.folder import copy_files, inspect_folder, remove_tree
+from embedserve.store.files import copy_files, remove_tree
+from embedserve.store.folder import inspect_folder
 from embedserve.store.local import InstalledModel, ModelStore
 from embedserve.store.names import is_valid
 from embedserve.store.progress import SUCCESS, ProgressCallback, ProgressEvent, emit

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from embedserve.errors import InputFileError
+from embedserve.store.files import safetensors_header
 
 COLBERT_METADATA = "artifact.metadata"
 OPTIONAL = ("tokenizer_config.json", "special_tokens_map.json", "vocab.txt", "README.md")
@@ -159,8 +160,6 @@ def inspect_special(folder: Path, config: dict[str, Any], kind: str) -> dict[str
 
 
 def _projection_dim(folder: Path, label: str) -> int:
-    from embedserve.store.folder import safetensors_header
-
     header = safetensors_header(folder / "model.safetensors")
     entry = header.get("linear.weight")
     if not isinstance(entry, dict) or len(entry.get("shape", ())) != 2:

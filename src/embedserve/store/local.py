@@ -54,7 +54,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from embedserve.errors import CorruptModel, ModelNotFound
-from embedserve.store.folder import WEIGHTS, FolderInfo, remove_tree, sha256_file, tree_digest
+from embedserve.store.files import remove_tree, sha256_file, tree_digest
+from embedserve.store.folder import WEIGHTS, FolderInfo
 from embedserve.store.names import parse_name
 from embedserve.store.progress import ProgressCallback
 from embedserve.store.registry import DEFAULT_REGISTRY, ModelCard, Registry

@@ -16,7 +16,8 @@ from pathlib import Path
 import httpx
 
 from embedserve.errors import CorruptModel, EmbedServeError, ModelNotFound, PullError
-from embedserve.store.folder import WEIGHTS, copy_files, hash_files, inspect_folder, remove_tree
+from embedserve.store.files import copy_files, hash_files, remove_tree
+from embedserve.store.folder import WEIGHTS, inspect_folder
 from embedserve.store.local import InstalledModel, ModelStore
 from embedserve.store.progress import SUCCESS, UP_TO_DATE, ProgressCallback, emit
 from embedserve.store.registry import HubSource, ModelCard, PyPISplitZipSource, PyPIWheelSource

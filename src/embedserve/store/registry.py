@@ -97,7 +97,7 @@ class ModelCard:
     sources: tuple[Source, ...] = ()
     weights_size: int | None = None  # bytes of model.safetensors, when known
     description: str = ""
-    architecture: str = "bert"  # the graph family (store.graph.family)
+    architecture: str = "bert"  # the graph family (store.family)
     prompts: tuple[tuple[str, str], ...] = ()  # sentence-transformers prompts: (name, prefix)
     matryoshka: tuple[int, ...] = ()  # dimensions the model was trained to be cut to
 

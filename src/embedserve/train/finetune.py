@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from embedserve.errors import InvalidInput
-from embedserve.store.folder import remove_tree
+from embedserve.store.files import remove_tree
 from embedserve.store.local import InstalledModel, ModelStore
 from embedserve.train.data import TrainData
 from embedserve.train.loop import Step, TrainConfig, import_torch, train

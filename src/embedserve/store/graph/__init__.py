@@ -1,7 +1,7 @@
 """Build an ONNX graph for a sentence-transformers model straight from its weights.
 
 No torch: the weights come from ``model.safetensors`` (numpy), the architecture and shape from
-``config.json`` (:mod:`.family`: BERT, RoBERTa/XLM-R, MPNet, NomicBERT), the pooling from the
+``config.json`` (:mod:`embedserve.store.family`: BERT, RoBERTa/XLM-R, MPNet, NomicBERT), the pooling from the
 folder's own ``modules.json`` / ``1_Pooling/config.json``. The graph is written directly in
 onnxruntime's fused form (the way onnxruntime-genai's model builder does it), in three stages:
 
@@ -32,13 +32,15 @@ import onnx
 from onnx import TensorProto, helper
 
 from embedserve.errors import StoreError
+from embedserve.store.family import Family, Shape, detect
+from embedserve.store.folder import inspect_folder
 from embedserve.store.graph.builder import MS, GraphBuilder, quantize_per_channel
 from embedserve.store.graph.embeddings import embed
 from embedserve.store.graph.encoder import Encoder
-from embedserve.store.graph.family import Family, Shape, detect
 from embedserve.store.graph.heads import HEADS, NEEDS, HeadInput
 from embedserve.store.graph.layout import Groups
 from embedserve.store.graph.weights import Weights, load_weights
+from embedserve.store.kinds import heads_of
 
 GRAPH_FORMAT = 7  # bump when the graph layout changes, so cached graphs are rebuilt (6: per-row int8; 7: heads by kind, tokens output)
 
@@ -59,9 +61,6 @@ def build_graph(folder: Path, quantization: str = "fp32",
     int8 = quantization == "int8"
     if quantization not in ("fp32", "int8"):
         raise StoreError(f"unknown quantization {quantization!r}")
-    from embedserve.store.folder import inspect_folder
-    from embedserve.store.kinds import heads_of
-
     meta = inspect_folder(folder)  # the folder's own metadata decides pooling
     heads = tuple(heads) if heads is not None else heads_of(meta.kind)
     unknown = [h for h in heads if h not in HEADS]

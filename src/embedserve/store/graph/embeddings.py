@@ -12,7 +12,7 @@ import numpy as np
 
 from embedserve.errors import StoreError
 from embedserve.store.graph.builder import GraphBuilder
-from embedserve.store.graph.family import Family, Shape
+from embedserve.store.family import Family, Shape
 from embedserve.store.graph.weights import Weights
 
 

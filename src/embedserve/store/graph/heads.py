@@ -27,7 +27,7 @@ from onnx import TensorProto, ValueInfoProto, helper
 
 from embedserve.errors import StoreError
 from embedserve.store.graph.builder import GraphBuilder
-from embedserve.store.graph.family import Family, Shape
+from embedserve.store.family import Family, Shape
 from embedserve.store.graph.layout import Layout
 from embedserve.store.graph.weights import Weights
 

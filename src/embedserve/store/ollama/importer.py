@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from embedserve.errors import InvalidInput, StoreError
-from embedserve.store.folder import hash_files, inspect_folder, remove_tree
+from embedserve.store.files import hash_files, remove_tree
+from embedserve.store.folder import inspect_folder
 from embedserve.store.local import InstalledModel, ModelStore
 from embedserve.store.ollama.convert import check_convertible, write_folder
 from embedserve.store.ollama.gguf_file import GGUFFile
