@@ -225,7 +225,9 @@ def test_sigkill_during_churn_leaves_segments_and_ann_consistent(tmp_path: Path)
         assert snap is not None
         rows = np.flatnonzero(snap.alive)
         fresh = make_encoder(max_tokens=16)
-        texts = [expected[snap.doc_ids[int(snap.chunk_doc[r])]][snap.chunk_start[r]:snap.chunk_end[r]] for r in rows]
+        with col._store.read(col._row.id) as view:
+            ids = [p.id for p in view.passages([(int(snap.chunk_doc[r]), 0, 0) for r in rows])]
+        texts = [expected[i][snap.chunk_start[r]:snap.chunk_end[r]] for i, r in zip(ids, rows)]
         want = fresh.encode(texts, normalize=True)  # the vectors on disk are the committed ones
         np.testing.assert_allclose(snap.vectors[rows], want, atol=1e-5)
         if available():

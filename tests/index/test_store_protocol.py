@@ -16,7 +16,7 @@ import pytest
 
 from embedserve.errors import CollectionNotFound
 from embedserve.index.state import Snapshot
-from embedserve.index.store import ChunkData, CollectionStore, DocumentWrite
+from embedserve.index.store import ChunkData, CollectionStore, DocumentWrite, Passage
 
 
 def _sqlite(request: pytest.FixtureRequest, tmp: Path) -> CollectionStore:
@@ -70,10 +70,19 @@ def _refresh(store: CollectionStore, cid: int, snap: Snapshot) -> None:
             snap.apply(view.delta(snap.version, snap.last_key, DIM))
 
 
-def _live(snap: Snapshot) -> dict[str, list[int]]:
+def _ids(store: CollectionStore, cid: int, keys: list[int]) -> list[str]:
+    """Document ids of document keys (the snapshot holds keys; hits read their documents)."""
+    with store.read(cid) as view:
+        got = view.passages([(k, 0, 0) for k in keys])
+    assert all(p is not None for p in got)
+    return [p.id for p in got if p is not None]
+
+
+def _live(store: CollectionStore, cid: int, snap: Snapshot) -> dict[str, list[int]]:
     out: dict[str, list[int]] = {}
-    for row in np.flatnonzero(snap.alive):
-        out.setdefault(snap.doc_ids[int(snap.chunk_doc[row])], []).append(int(snap.chunk_index[row]))
+    rows = np.flatnonzero(snap.alive)
+    for row, doc_id in zip(rows, _ids(store, cid, [int(snap.chunk_doc[r]) for r in rows])):
+        out.setdefault(doc_id, []).append(int(snap.chunk_index[row]))
     return {k: sorted(v) for k, v in out.items()}
 
 
@@ -116,34 +125,45 @@ def test_reader_follows_every_kind_of_write(store: CollectionStore) -> None:
     snap = Snapshot(cid, DIM)
     store.write(cid, [_doc("a", 2, 1, {"k": 1}), _doc("b", 3, 2)])
     _refresh(store, cid, snap)
-    assert _live(snap) == {"a": [0, 1], "b": [0, 1, 2]}
+    assert _live(store, cid, snap) == {"a": [0, 1], "b": [0, 1, 2]}
     first_keys = snap.chunk_keys.copy()
     store.write(cid, [_doc("b", 1, 3)])  # replaced: old chunks gone, one new one
     store.write(cid, metadata_only=[("a", '{"k": 2}')])
     store.write(cid, [_doc("c", 1, 4)], deletes=["a"])
     _refresh(store, cid, snap)
-    assert _live(snap) == {"b": [0], "c": [0]}
+    assert _live(store, cid, snap) == {"b": [0], "c": [0]}
     assert snap.version == store.version(cid)
     live_keys = snap.chunk_keys[snap.alive]
     assert live_keys.min() > first_keys.max()  # chunk keys are never reused
-    b = snap.doc_ids.index("b")
-    row = int(np.flatnonzero(snap.alive & (snap.chunk_doc == b))[0])
+    live_rows = np.flatnonzero(snap.alive)
+    row = int(live_rows[_ids(store, cid, [int(snap.chunk_doc[r]) for r in live_rows]).index("b")])
     np.testing.assert_allclose(snap.vectors[row], _vec(300), rtol=1e-6)
     store.write(cid, [_doc("a", 1, 5, {"k": 3})])  # an id deleted and added again
     _refresh(store, cid, snap)
-    a = [i for i, d in enumerate(snap.doc_ids) if d == "a" and np.any(snap.alive & (snap.chunk_doc == i))]
-    assert len(a) == 1 and snap.metadata[a[0]] == {"k": 3}
+    live_rows = np.flatnonzero(snap.alive)
+    live_keys = [int(snap.chunk_doc[r]) for r in live_rows]
+    a = [k for k, d in zip(live_keys, _ids(store, cid, live_keys)) if d == "a"]
+    with store.read(cid) as view:
+        assert len(a) == 1 and view.metadata()[a[0]] == {"k": 3}
+        assert sorted(map(str, view.metadata().values())) == ["{'k': 3}", "{}", "{}"]
+    snap.meta = {}  # metadata loaded (a filtered query): later deltas keep it up to date
+    store.write(cid, metadata_only=[("a", '{"k": 4}')])
+    _refresh(store, cid, snap)
+    assert snap.meta == {a[0]: {"k": 4}}
     # a fresh reader sees the same state as the one that followed the changes
     fresh = Snapshot(cid, DIM)
     _refresh(store, cid, fresh)
-    assert _live(fresh) == _live(snap) == {"a": [0], "b": [0], "c": [0]}
+    assert _live(store, cid, fresh) == _live(store, cid, snap) == {"a": [0], "b": [0], "c": [0]}
 
 
 def test_passages_come_from_one_snapshot(store: CollectionStore) -> None:
     cid = _create(store)
     store.write(cid, [_doc("a", 1, 1, text="hello brave new world")])
     with store.read(cid) as view:
-        assert view.passages([("a", 6, 11), ("nope", 0, 3)]) == [("brave", "hash-a-1"), None]
+        key = int(view.delta(None, 0, DIM).chunk_docs[0])
+        assert view.passages([(key, 6, 11), (key + 999, 0, 3)]) == [
+            Passage("a", "brave", {}, "hash-a-1"), None,
+        ]
 
 
 def test_native_search_is_optional(store: CollectionStore) -> None:

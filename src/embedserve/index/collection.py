@@ -492,8 +492,9 @@ class Collection:
             snap = self._snapshot(view)
             allowed = snap.mask()
             if pred is not None:
-                doc_ok = np.fromiter((pred(m) for m in snap.metadata), dtype=bool, count=len(snap.metadata))
-                ok = doc_ok[snap.chunk_doc] if snap.rows else np.zeros(0, dtype=bool)
+                if snap.meta is None:  # the first filtered query: every document's metadata, once
+                    snap.meta = view.metadata()
+                ok = snap.allowed_by(pred)
                 allowed = ok if allowed is None else ok & allowed
             how = self._pick(snap.live, allowed, strategy)
             out: list[list[QueryHit]] = []
@@ -506,18 +507,14 @@ class Collection:
                     hits = _search.int8_scan(snap, qv, top_k, allowed, self._codes, self.search_config)
                 else:
                     hits = self._ann_index(snap).search(snap, qv, top_k, allowed)
-                wanted = [
-                    (snap.doc_ids[h.doc], int(snap.chunk_start[h.chunk]), int(snap.chunk_end[h.chunk]))
-                    for h in hits
-                ]
-                texts = view.passages(wanted)
+                wanted = [(h.doc, int(snap.chunk_start[h.chunk]), int(snap.chunk_end[h.chunk])) for h in hits]
                 out.append([
                     QueryHit(
-                        id=snap.doc_ids[h.doc], score=h.score, text=t[0] if t else "",
-                        metadata=snap.metadata[h.doc],
+                        id=p.id, score=h.score, text=p.text, metadata=p.metadata,
                         chunk=ChunkRef(int(snap.chunk_index[h.chunk]), w[1], w[2]),
                     )
-                    for h, w, t in zip(hits, wanted, texts)
+                    for h, w, p in zip(hits, wanted, view.passages(wanted))
+                    if p is not None  # same transaction as the snapshot: never gone
                 ])
             return out
 

@@ -3,7 +3,7 @@
 Deletes and updates leave dead rows in the append-only segment files. When a collection's dead
 rows pass ``DEAD_FRACTION`` of its rows (and ``MIN_DEAD``), a daemon thread of the writing process
 opens its own connection and, in one write transaction, copies the live rows of every segment at
-least half dead into one new segment, points their chunks there, and drops the old segments' rows;
+least half dead into one new segment (with its row sidecar), points their chunks there, and drops the old segments' rows;
 after the commit the old files are retired (deleted a grace period later, see ``segments.py``).
 Chunk keys and vectors do not change, so readers' snapshots and ANN indexes stay valid. The same
 pass forgets tombstones older than ``KEEP_TOMBSTONES`` versions (a reader further behind than that
@@ -68,13 +68,13 @@ def compact(store: object, cid: int) -> CompactResult:
         if targets:
             marks = ",".join("?" * len(targets))
             live = db.execute(
-                f"SELECT rowid, seg, off FROM chunks WHERE collection_id = ? AND seg IN ({marks}) ORDER BY rowid",
+                "SELECT rowid, doc_rowid, idx, start_char, end_char, seg, off FROM chunks"
+                f" WHERE collection_id = ? AND seg IN ({marks}) ORDER BY rowid",
                 (cid, *[s for s, _, _ in targets]),
             ).fetchall()
             committed = {s: r for s, r, _ in targets}
-            keys = np.array([r[0] for r in live], dtype=np.int64)
-            seg_of = np.array([r[1] for r in live], dtype=np.int64)
-            off_of = np.array([r[2] for r in live], dtype=np.int64)
+            table = np.array(live, dtype=np.int64).reshape(len(live), 7)
+            keys, seg_of, off_of = table[:, 0], table[:, 5], table[:, 6]
             vectors = np.empty((len(live), dim), dtype=np.float32)
             for s in committed:
                 at = np.flatnonzero(seg_of == s)
@@ -82,7 +82,7 @@ def compact(store: object, cid: int) -> CompactResult:
             if len(live):
                 new = next_seg
                 db.execute("UPDATE collections SET next_seg = ? WHERE id = ?", (new + 1, cid))
-                files.append(new, 0, vectors)
+                files.append(new, 0, vectors, table[:, :5])
                 db.execute("INSERT INTO segments (collection_id, seg, rows, dead) VALUES (?, ?, ?, 0)",
                            (cid, new, len(live)))
                 db.executemany("UPDATE chunks SET seg = ?, off = ? WHERE rowid = ?",

@@ -1,5 +1,5 @@
 """Reads for search from the PostgreSQL store, inside one ``REPEATABLE READ`` transaction: versions,
-deltas and passages (the :class:`~embedserve.index.store.ReadView`), and pgvector's HNSW search.
+deltas, passages and metadata (the :class:`~embedserve.index.store.ReadView`), and pgvector's HNSW search.
 
 A delta since version ``v`` is three indexed range reads, as in SQLite: documents written after
 ``v``, chunk keys tombstoned after ``v``, and chunks with keys above the reader's last. Older than
@@ -16,7 +16,7 @@ import numpy as np
 
 from embedserve.errors import CollectionNotFound
 from embedserve.index.pg_filters import where_sql
-from embedserve.index.store import Delta, DocumentState, StoreHit
+from embedserve.index.store import Delta, DocumentState, Passage, StoreHit
 
 
 class PgReadView:
@@ -35,11 +35,8 @@ class PgReadView:
         version, floor = int(r[0]), int(r[1])
         full = since is None or since < floor or since > version
         removed = np.zeros(0, np.int64)
-        if full:
-            docs = db.execute(
-                "SELECT key, id, content_hash, metadata::text FROM collection_documents"
-                " WHERE collection_id = %s ORDER BY key", (cid,),
-            ).fetchall()
+        docs: list[tuple[int, str, str, str]] = []
+        if full:  # chunks only: hits read their documents (passages), filters the metadata
             after_key = 0
         else:
             docs = db.execute(
@@ -69,15 +66,22 @@ class PgReadView:
             chunk_end=ints[:, 4].copy(), vectors=vectors,
         )
 
-    def passages(self, wanted: Sequence[tuple[str, int, int]]) -> list[tuple[str, str] | None]:
-        out: list[tuple[str, str] | None] = []
-        for doc_id, start, end in wanted:
+    def passages(self, wanted: Sequence[tuple[int, int, int]]) -> list[Passage | None]:
+        out: list[Passage | None] = []
+        for key, start, end in wanted:
             r = self._db.execute(
-                "SELECT substr(text, %s, %s), content_hash FROM collection_documents"
-                " WHERE collection_id = %s AND id = %s", (start + 1, end - start, self._cid, doc_id),
+                "SELECT id, substr(text, %s, %s), metadata::text, content_hash FROM collection_documents"
+                " WHERE key = %s AND collection_id = %s", (start + 1, end - start, key, self._cid),
             ).fetchone()
-            out.append((r[0], r[1]) if r else None)
+            out.append(Passage(r[0], r[1], json.loads(r[2]), r[3]) if r else None)
         return out
+
+    def metadata(self) -> dict[int, dict[str, Any]]:
+        return {
+            int(k): json.loads(m) for k, m in self._db.execute(
+                "SELECT key, metadata::text FROM collection_documents WHERE collection_id = %s", (self._cid,)
+            ).fetchall()
+        }
 
 
 def hnsw_search(

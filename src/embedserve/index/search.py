@@ -37,7 +37,7 @@ class SearchConfig:
 
 @dataclass
 class Hit:
-    doc: int  # index into snapshot.doc_ids
+    doc: int  # the document's key (snapshot.chunk_doc)
     chunk: int  # row of the snapshot's chunk arrays
     score: float
 

@@ -34,7 +34,7 @@ import numpy as np
 
 from embedserve.errors import CollectionNotFound, StoreError
 from embedserve.index.filters import compile_where
-from embedserve.index.segments import SEGMENT_ROWS, SegmentFiles
+from embedserve.index.segments import ROW_FIELDS, SEGMENT_ROWS, SegmentFiles
 from embedserve.index.sqlite_reads import SQLiteReadView
 from embedserve.index.store import CollectionRow, DocumentWrite, StoreHit, batched
 
@@ -285,7 +285,7 @@ class SQLiteStore:
                     "UPDATE documents SET metadata = ?, updated_at = ?, version = ? WHERE collection_id = ? AND id = ?",
                     (meta, now, v, cid, doc_id),
                 )
-            seg, off = self._append(db, cid, dim, [c.vector for d in upserts for c in d.chunks])
+            placed: list[tuple[int, DocumentWrite]] = []
             for d in upserts:
                 found = db.execute(
                     "SELECT rowid FROM documents WHERE collection_id = ? AND id = ?", (cid, d.id)
@@ -296,9 +296,9 @@ class SQLiteStore:
                         " VALUES (?, ?, ?, ?, ?, ?, ?)",
                         (cid, d.id, d.content_hash, d.text, d.metadata, now, v),
                     )
-                    doc_rowid = cur.lastrowid
+                    doc_rowid = int(cur.lastrowid or 0)
                 else:
-                    doc_rowid = found[0]
+                    doc_rowid = int(found[0])
                     _bury(db, cid, doc_rowid, v)
                     db.execute("DELETE FROM chunks WHERE doc_rowid = ?", (doc_rowid,))
                     db.execute(
@@ -306,38 +306,54 @@ class SQLiteStore:
                         " WHERE rowid = ?",
                         (d.content_hash, d.text, d.metadata, now, v, doc_rowid),
                     )
+                placed.append((doc_rowid, d))
+            chunks = [(doc_rowid, c) for doc_rowid, d in placed for c in d.chunks]
+            if chunks:
+                # chunk keys are given explicitly (after every key ever used: AUTOINCREMENT's
+                # sequence), so that the segment's row sidecar can name them before the insert
+                first = 1 + int(db.execute(
+                    "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'chunks'), 0),"
+                    " coalesce((SELECT max(rowid) FROM chunks), 0))"
+                ).fetchone()[0])
+                keys = np.arange(first, first + len(chunks), dtype=np.int64)
+                meta = np.array([(0, r, c.index, c.start, c.end) for r, c in chunks], dtype=np.int64)
+                meta[:, 0] = keys
+                seg, off = self._append(db, cid, dim, np.vstack([c.vector for _, c in chunks]), meta)
                 db.executemany(
-                    "INSERT INTO chunks (collection_id, doc_rowid, idx, start_char, end_char, embedding, seg, off)"
-                    " VALUES (?, ?, ?, ?, ?, x'', ?, ?)",
-                    [(cid, doc_rowid, c.index, c.start, c.end, seg, off + k) for k, c in enumerate(d.chunks)],
+                    "INSERT INTO chunks (rowid, collection_id, doc_rowid, idx, start_char, end_char, embedding, seg, off)"
+                    " VALUES (?, ?, ?, ?, ?, ?, x'', ?, ?)",
+                    [(int(keys[k]), cid, r, c.index, c.start, c.end, seg, off + k) for k, (r, c) in enumerate(chunks)],
                 )
-                off += len(d.chunks)
             db.execute("UPDATE collections SET version = ?, updated_at = ? WHERE id = ?", (v, now, cid))
         if self.compact_after_writes:
             from embedserve.index.compaction import maybe_compact_in_background
 
             maybe_compact_in_background(self, cid)
 
-    def _append(self, db: sqlite3.Connection, cid: int, dim: int, vectors: list[np.ndarray]) -> tuple[int, int]:
-        """Append a write's vectors to the collection's open segment (a new one when it is full);
-        returns ``(seg, first row)``. Inside the write transaction, before the rows pointing there."""
+    def _append(
+        self, db: sqlite3.Connection, cid: int, dim: int, vectors: np.ndarray, rows: np.ndarray
+    ) -> tuple[int, int]:
+        """Append a write's vectors and their row sidecar entries to the collection's open segment
+        (a new one when it is full); returns ``(seg, first row)``. Inside the write transaction,
+        before the rows pointing there."""
         last = db.execute(
             "SELECT seg, rows FROM segments WHERE collection_id = ? ORDER BY seg DESC LIMIT 1", (cid,)
         ).fetchone()
-        if not vectors:
-            return (last[0], last[1]) if last else (0, 0)
         if last is None or (last[1] and last[1] + len(vectors) > SEGMENT_ROWS):
             seg = int(db.execute("SELECT next_seg FROM collections WHERE id = ?", (cid,)).fetchone()[0])
             db.execute("UPDATE collections SET next_seg = ? WHERE id = ?", (seg + 1, cid))
             db.execute("INSERT INTO segments (collection_id, seg, rows, dead) VALUES (?, ?, 0, 0)", (cid, seg))
-            rows = 0
+            committed = 0
         else:
-            seg, rows = int(last[0]), int(last[1])
-        SegmentFiles(self.directory, cid, dim).append(seg, rows, np.vstack(vectors))
+            seg, committed = int(last[0]), int(last[1])
+        files = SegmentFiles(self.directory, cid, dim)
+        if committed and files.rows_length(seg) < committed:  # written before sidecars: rebuild it
+            files.rewrite_rows(seg, segment_rows_from_db(db, cid, seg, committed))
+        files.append(seg, committed, vectors, rows)
         db.execute(
-            "UPDATE segments SET rows = ? WHERE collection_id = ? AND seg = ?", (rows + len(vectors), cid, seg)
+            "UPDATE segments SET rows = ? WHERE collection_id = ? AND seg = ?", (committed + len(vectors), cid, seg)
         )
-        return seg, rows
+        return seg, committed
 
     def ids_where(self, cid: int, where: Mapping[str, Any]) -> list[str]:
         pred = compile_where(where)
@@ -365,6 +381,19 @@ class SQLiteStore:
                 for r in db.execute(q, (cid, *part)):
                     found[r[0]] = r
         return [found[i] for i in ids if i in found]
+
+
+def segment_rows_from_db(db: sqlite3.Connection, cid: int, seg: int, committed: int) -> np.ndarray:
+    """Segment ``seg``'s row sidecar as the database knows it: rows whose chunk is gone (deleted
+    before the rebuild) get key -1, which readers treat as dead."""
+    out = np.full((committed, ROW_FIELDS), -1, dtype=np.int64)
+    for key, doc, idx, start, end, off in db.execute(
+        "SELECT rowid, doc_rowid, idx, start_char, end_char, off FROM chunks WHERE collection_id = ? AND seg = ?",
+        (cid, seg),
+    ):
+        if 0 <= off < committed:
+            out[off] = (key, doc, idx, start, end)
+    return out
 
 
 def _bury(db: sqlite3.Connection, cid: int, doc_rowid: int, version: int) -> None:

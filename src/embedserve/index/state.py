@@ -4,7 +4,11 @@ Rows are appended in chunk-key order and never move until :meth:`Snapshot.compac
 chunk (deleted or replaced document) becomes a dead row (``alive[row] = False``), so applying a
 delta costs O(what changed) and never copies the matrix. When dead rows pass a quarter of the rows
 the arrays are compacted in one O(n) pass (amortised over those removals). Capacity grows by
-doubling, so appends are amortised O(1) per row.
+doubling, so appends are amortised O(1) per row; a full load's vector buffer is adopted as is.
+
+The snapshot holds chunks only: ``chunk_doc`` is each chunk's *document key* (the store's), and a
+document's id, text and metadata are read for a query's hits (``ReadView.passages``). Metadata of
+every document (``meta``) is loaded on the first filtered query and kept up to date by deltas.
 
 ``epoch`` changes whenever row positions change (a full reload or a compaction); derived
 structures (quantized codes, the ANN index) key their caches on it.
@@ -35,6 +39,14 @@ class _Column:
         return self.buf[: self.n]
 
     def extend(self, values: np.ndarray) -> None:
+        base = values.base
+        if (  # the first rows, a view at the start of a larger fresh buffer: adopt it, no copy
+            self.n == 0 and isinstance(base, np.ndarray) and base.dtype == self.buf.dtype
+            and base.ndim == values.ndim and base.shape[1:] == values.shape[1:] and base.flags.c_contiguous
+            and values.flags.c_contiguous and values.ctypes.data == base.ctypes.data and base.base is None
+        ):
+            self.buf, self.n = base, len(values)
+            return
         need = self.n + len(values)
         if need > len(self.buf):
             cap = max(need, 2 * len(self.buf))
@@ -53,7 +65,7 @@ class _Column:
 
 
 class Snapshot:
-    """Documents (by position), chunk arrays and the float32 unit-vector matrix of one version."""
+    """Chunk arrays (keys, document keys, spans) and the float32 unit-vector matrix of one version."""
 
     def __init__(self, collection_id: int, dim: int) -> None:
         self.collection_id = collection_id
@@ -63,10 +75,7 @@ class Snapshot:
         self._reset()
 
     def _reset(self) -> None:
-        self.doc_ids: list[str] = []
-        self.doc_hashes: list[str] = []
-        self.metadata: list[dict[str, Any]] = []
-        self._doc_pos: dict[int, int] = {}
+        self.meta: dict[int, dict[str, Any]] | None = None  # document key -> metadata, once loaded
         self._keys = _Column(np.int64)
         self._doc = _Column(np.int64)
         self._index = _Column(np.int32)
@@ -137,15 +146,20 @@ class Snapshot:
         """Apply a delta; returns the chunk keys it removed (for the ANN index)."""
         if delta.full:
             self._reset()
-        for d in delta.documents:
-            pos = self._doc_pos.get(d.key)
-            if pos is None:
-                self._doc_pos[d.key] = len(self.doc_ids)
-                self.doc_ids.append(d.id)
-                self.doc_hashes.append(d.content_hash)
-                self.metadata.append(d.metadata)
-            else:
-                self.doc_ids[pos], self.doc_hashes[pos], self.metadata[pos] = d.id, d.content_hash, d.metadata
+        if self.meta is not None:
+            for d in delta.documents:
+                self.meta[d.key] = d.metadata
+        n = len(delta.chunk_keys)
+        if n:
+            if self.rows and int(delta.chunk_keys[0]) <= self.last_key:
+                raise ValueError("delta chunks must come after the snapshot's last key")
+            self._keys.extend(delta.chunk_keys)
+            self._doc.extend(delta.chunk_docs)
+            self._index.extend(delta.chunk_index)
+            self._start.extend(delta.chunk_start)
+            self._end.extend(delta.chunk_end)
+            self._alive.extend(np.ones(n, dtype=bool))
+            self._vectors.extend(_unit(delta.vectors))
         removed = np.asarray(delta.removed, dtype=np.int64)
         if len(removed) and self.rows:
             rows = self.rows_of(removed)
@@ -153,35 +167,31 @@ class Snapshot:
             rows = rows[self.alive[rows]]
             self._alive.buf[rows] = False
             self.dead += len(rows)
-        n = len(delta.chunk_keys)
-        if n:
-            if self.rows and int(delta.chunk_keys[0]) <= self.last_key:
-                raise ValueError("delta chunks must come after the snapshot's last key")
-            self._keys.extend(delta.chunk_keys)
-            self._doc.extend(np.fromiter((self._doc_pos[int(k)] for k in delta.chunk_docs), np.int64, n))
-            self._index.extend(delta.chunk_index)
-            self._start.extend(delta.chunk_start)
-            self._end.extend(delta.chunk_end)
-            self._alive.extend(np.ones(n, dtype=bool))
-            self._vectors.extend(_unit(delta.vectors))
         self.version = delta.version
         if self.dead >= max(COMPACT_MIN, COMPACT_FRACTION * self.rows):
             self.compact()
         return removed
 
+    def allowed_by(self, pred: Any) -> np.ndarray:
+        """Rows whose document's metadata satisfies ``pred`` (``meta`` must be loaded)."""
+        assert self.meta is not None
+        if not self.rows:
+            return np.zeros(0, dtype=bool)
+        keys = np.fromiter(self.meta.keys(), dtype=np.int64, count=len(self.meta))
+        ok = np.fromiter((pred(m) for m in self.meta.values()), dtype=bool, count=len(self.meta))
+        order = np.argsort(keys)
+        keys, ok = keys[order], ok[order]
+        pos = np.minimum(np.searchsorted(keys, self.chunk_doc), max(len(keys) - 1, 0))
+        return (keys[pos] == self.chunk_doc) & ok[pos] if len(keys) else np.zeros(self.rows, dtype=bool)
+
     def compact(self) -> None:
-        """Drop dead rows and documents without live chunks (row positions change: new epoch)."""
+        """Drop dead rows (row positions change: new epoch) and the metadata of documents gone."""
         keep = self.alive.copy()
         for col in (self._keys, self._doc, self._index, self._start, self._end, self._alive, self._vectors):
             col.keep(keep)
-        live_docs = np.unique(self.chunk_doc)
-        remap = np.full(len(self.doc_ids), -1, dtype=np.int64)
-        remap[live_docs] = np.arange(len(live_docs))
-        self._doc.buf[: self._doc.n] = remap[self.chunk_doc]
-        self.doc_ids = [self.doc_ids[i] for i in live_docs]
-        self.doc_hashes = [self.doc_hashes[i] for i in live_docs]
-        self.metadata = [self.metadata[i] for i in live_docs]
-        self._doc_pos = {k: int(remap[p]) for k, p in self._doc_pos.items() if remap[p] >= 0}
+        if self.meta is not None:
+            docs = set(np.unique(self.chunk_doc).tolist())
+            self.meta = {k: m for k, m in self.meta.items() if k in docs}
         self.dead = 0
         self.epoch += 1
 
@@ -189,7 +199,7 @@ class Snapshot:
 def _unit(v: np.ndarray) -> np.ndarray:
     """Rows scaled to unit length (vectors a user brought may not be)."""
     v = np.asarray(v, dtype=np.float32)
-    norms = np.linalg.norm(v, axis=1, keepdims=True)
+    norms = np.sqrt(np.einsum("ij,ij->i", v, v))[:, None]  # no (n, dim) temporary
     if np.all(np.abs(norms - 1) < 1e-6):  # already unit (every vector a model made): no copy
         return v
     return v / np.where(norms > 0, norms, 1).astype(np.float32)

@@ -18,7 +18,11 @@ every reader, in this process or another, once ``write`` returns.
 Reads for search are incremental: a reader keeps what it loaded and asks :meth:`ReadView.delta`
 for what changed since its version (documents written, chunk keys removed, chunks added), so a
 query after a one-document write costs O(that document), not O(collection). A backend that cannot
-answer since an old version (it has forgotten those tombstones) answers ``full=True`` with everything.
+answer since an old version (it has forgotten those tombstones) answers ``full=True`` with every
+chunk. A reader holds chunks (keys, document keys, spans, vectors), not documents: the ids, texts
+and metadata of a query's hits come from :meth:`ReadView.passages`, and the metadata of every
+document from :meth:`ReadView.metadata` only when a ``where`` filter needs it, so opening a
+collection of a million chunks reads no per-document rows.
 
 Vector search itself stays in the index (exact, int8/binary with rescoring, HNSW) unless the
 backend offers :meth:`CollectionStore.native_search` (pgvector's HNSW, say) and returns hits
@@ -91,9 +95,11 @@ class Delta:
     """What changed in a collection between a reader's version and ``version``.
 
     ``full``: the reader must drop what it had and take this as the whole state (first load, or
-    the backend no longer knows the changes since the reader's version). Otherwise: ``documents``
-    were inserted or changed (replace by key), ``removed`` are chunk keys deleted since, and the
-    chunk arrays hold chunks added since, keys ascending and all above the reader's last key.
+    the backend no longer knows the changes since the reader's version); ``documents`` is empty
+    then (see :meth:`ReadView.metadata`). Otherwise ``documents`` were inserted or changed
+    (replace by key). ``removed`` are chunk keys deleted since (in a full delta: chunks listed in
+    the arrays that are already dead), and the chunk arrays hold chunks added since, keys
+    ascending and all above the reader's last key.
     """
 
     version: int
@@ -106,6 +112,16 @@ class Delta:
     chunk_start: np.ndarray = field(default_factory=_ints)
     chunk_end: np.ndarray = field(default_factory=_ints)
     vectors: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.float32))
+
+
+@dataclass(frozen=True)
+class Passage:
+    """A hit's document as one read transaction sees it: ``text`` is ``text[start:end]``."""
+
+    id: str
+    text: str
+    metadata: dict[str, Any]
+    content_hash: str
 
 
 @dataclass(frozen=True)
@@ -128,8 +144,11 @@ class ReadView(Protocol):
     def delta(self, since: int | None, after_key: int, dim: int) -> Delta:
         """Changes since version ``since`` (``None``: everything); chunks with keys above ``after_key``."""
 
-    def passages(self, wanted: Sequence[tuple[str, int, int]]) -> list[tuple[str, str] | None]:
-        """``(text[start:end], content_hash)`` for ``(document id, start, end)``; ``None`` if gone."""
+    def passages(self, wanted: Sequence[tuple[int, int, int]]) -> list[Passage | None]:
+        """The document and ``text[start:end]`` for each ``(document key, start, end)``; ``None`` if gone."""
+
+    def metadata(self) -> dict[int, dict[str, Any]]:
+        """Every document's metadata, by document key."""
 
 
 class CollectionStore(Protocol):
