@@ -214,6 +214,7 @@ def test_sigkill_during_churn_leaves_segments_and_ann_consistent(tmp_path: Path)
         folder = home / "collections" / f"vec-{cid}"
         for seg, rows in committed.items():
             assert (folder / f"{seg:06d}.f32").stat().st_size >= rows * dim * 4
+            assert (folder / f"{seg:06d}.rows").stat().st_size >= rows * 5 * 8  # the row sidecar
         db.close()
 
         col = Collection.open("churn", settings=Settings(home=home), encoder=make_encoder(max_tokens=16))
@@ -223,6 +224,9 @@ def test_sigkill_during_churn_leaves_segments_and_ann_consistent(tmp_path: Path)
         assert len(col.query("w1 w2", top_k=3, strategy="exact")) == 3
         snap = col._snap
         assert snap is not None
+        with col._store.read(col._row.id) as view:  # every sidecar agrees with the database
+            view.delta(None, 0, dim)
+            assert view.stale == []  # type: ignore[attr-defined]
         rows = np.flatnonzero(snap.alive)
         fresh = make_encoder(max_tokens=16)
         with col._store.read(col._row.id) as view:

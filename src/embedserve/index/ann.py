@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from embedserve.config import cpu_quota
 from embedserve.index.search import Hit, top_docs
 from embedserve.index.state import Snapshot
 
@@ -58,6 +59,9 @@ class AnnIndex:
 
         self.dim = dim
         self.path = path
+        # one batch add on as many threads as this process's CPU quota; usearch's ``threads=0``
+        # means every core of the host, which on a shared or containerised box oversubscribes
+        self.threads = cpu_quota()
         self._make = lambda: Index(
             ndim=dim, metric="ip", dtype=dtype, connectivity=connectivity,
             expansion_add=expansion_add, expansion_search=expansion_search,
@@ -116,7 +120,7 @@ class AnnIndex:
     def _add(self, snap: Snapshot, keys: np.ndarray) -> None:
         if len(keys):
             rows = snap.rows_of(keys)
-            self.index.add(keys.astype(np.uint64), np.ascontiguousarray(snap.vectors[rows]), threads=0)
+            self.index.add(keys.astype(np.uint64), np.ascontiguousarray(snap.vectors[rows]), threads=self.threads)
 
     def sync(self, snap: Snapshot) -> tuple[int, int]:
         """Bring the index in step with ``snap``; returns (added, removed)."""

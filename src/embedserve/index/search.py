@@ -10,6 +10,7 @@ exact and only the candidate set is approximate. ``ann`` asks an HNSW index (see
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -30,8 +31,12 @@ class SearchConfig:
     strategy: Strategy = "auto"
     quantize_from: int = 200_000
     ann_from: int = 1_000_000
-    rescore_multiplier: int = 10  # candidates = max(rescore_min, multiplier * top_k) chunks
+    # candidates rescored = max(rescore_min, multiplier * top_k, rescore_fraction * chunks): the
+    # number of near neighbours a 1-bit code cannot tell apart grows with the collection, so a
+    # fixed window loses recall (binary recall@10 0.78 at 1M with 200; 1.0 with 1,000; BENCHMARKS.md)
+    rescore_multiplier: int = 10
     rescore_min: int = 200
+    rescore_fraction: float = 0.001
     exact_below: int = 20_000  # with a filter, search the allowed chunks exactly if fewer than this
 
 
@@ -146,6 +151,11 @@ def _rescore(snap: Snapshot, q: np.ndarray, cand: np.ndarray, top_k: int) -> lis
     return top_docs(scores, cand, snap.chunk_doc, top_k)
 
 
+def rescore_window(cfg: SearchConfig, top_k: int, n: int) -> int:
+    """How many candidates a quantized scan rescores with float32 vectors among ``n`` rows."""
+    return max(cfg.rescore_min, cfg.rescore_multiplier * top_k, math.ceil(cfg.rescore_fraction * n))
+
+
 def _candidates(approx: np.ndarray, allowed: np.ndarray | None, m: int) -> np.ndarray:
     """Rows with the ``m`` best approximate scores (higher is better)."""
     if allowed is not None:
@@ -166,7 +176,7 @@ def binary_scan(
     packed = binary_codes(snap, codes)
     qp = _pack_binary(q[None, :])[0]
     dist = _popcount(packed ^ qp).sum(axis=1, dtype=np.int32)
-    m = max(cfg.rescore_min, cfg.rescore_multiplier * top_k)
+    m = rescore_window(cfg, top_k, snap.live if allowed is None else int(allowed.sum()))
     return _rescore(snap, q, _candidates(-dist.astype(np.float32), allowed, m), top_k)
 
 
@@ -180,5 +190,5 @@ def int8_scan(
     block = 16384  # numpy has no int8 GEMM: widen block by block to bound memory
     for i in range(0, n, block):
         approx[i : i + block] = i8[i : i + block].astype(np.float32) @ qi
-    m = max(cfg.rescore_min, cfg.rescore_multiplier * top_k)
+    m = rescore_window(cfg, top_k, snap.live if allowed is None else int(allowed.sum()))
     return _rescore(snap, q, _candidates(approx, allowed, m), top_k)

@@ -63,9 +63,13 @@ class SegmentFiles:
 
     def rewrite_rows(self, seg: int, rows: np.ndarray) -> None:
         """Replace segment ``seg``'s sidecar with ``rows`` (rebuilt from the database by a writer
-        holding the write lock, for a segment written before sidecars existed)."""
+        holding the write lock, for a segment written before sidecars existed or one a reader found
+        wrong)."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        _write_at(self.rows_path(seg), 0, np.ascontiguousarray(rows, dtype=np.int64))
+        path = self.rows_path(seg)
+        tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+        _write_at(tmp, 0, np.ascontiguousarray(rows, dtype=np.int64))
+        os.replace(tmp, path)  # a reader sees the old file or the new one, never half of one
 
     def rows_length(self, seg: int) -> int:
         """How many sidecar rows segment ``seg`` has on disk (committed or not)."""

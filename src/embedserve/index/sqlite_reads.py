@@ -10,8 +10,8 @@ The whole collection (a reader's first load) comes from the segment files, not f
 each segment's row sidecar and vectors are read in one sequential read each, and the sidecar is
 checked against the database first: the segment's chunk count (and, when it has dead rows, its
 live chunk keys, from the ``chunks_by_seg`` index), and the ``(seg, off)`` of a sample of its keys.
-A segment whose sidecar is missing, short or disagrees is read from SQL instead (and rebuilt by the
-next write to it). Documents are not read at all: hits fetch theirs (``passages``), filters
+A segment whose sidecar is missing, short or disagrees is read from SQL instead, and its sidecar
+rebuilt once the read is over (``SQLiteStore.read``). Documents are not read at all: hits fetch theirs (``passages``), filters
 ``metadata``.
 """
 
@@ -37,7 +37,7 @@ class SQLiteReadView:
 
     def __init__(self, db: sqlite3.Connection, cid: int, directory: Path) -> None:
         self._db, self._cid, self._directory = db, cid, directory
-        self.sidecar_fallbacks = 0  # segments of the last full load read from SQL instead
+        self.stale: list[int] = []  # segments of the last full load read from SQL (to be rebuilt)
 
     def version(self) -> int | None:
         row = self._db.execute("SELECT version FROM collections WHERE id = ?", (self._cid,)).fetchone()
@@ -83,14 +83,14 @@ class SQLiteReadView:
         alive = np.ones(total, dtype=bool)
         files = SegmentFiles(self._directory, cid, dim)
         at = 0
-        self.sidecar_fallbacks = 0
+        self.stale = []
         for seg, rows, dead in segs:
             if rows == 0:
                 continue
             part = files.read_rows(seg, rows)
             ok = None if part is None else self._check(seg, rows, dead, part)
             if ok is None:
-                self.sidecar_fallbacks += 1
+                self.stale.append(seg)
                 part = self._rows_from_sql(seg, rows)
                 ok = part[:, 0] > 0
             meta[at : at + rows] = part

@@ -22,6 +22,7 @@ snapshot, so a query never mixes two states of a collection.
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import threading
 import time
@@ -37,6 +38,8 @@ from embedserve.index.filters import compile_where
 from embedserve.index.segments import ROW_FIELDS, SEGMENT_ROWS, SegmentFiles
 from embedserve.index.sqlite_reads import SQLiteReadView
 from embedserve.index.store import CollectionRow, DocumentWrite, StoreHit, batched
+
+log = logging.getLogger("embedserve.index")
 
 DB_NAME = "collections.db"
 BUSY_TIMEOUT_S = 30.0
@@ -370,7 +373,27 @@ class SQLiteStore:
     @contextmanager
     def read(self, cid: int) -> Iterator[SQLiteReadView]:
         with self.transaction() as db:
-            yield SQLiteReadView(db, cid, self.directory)
+            view = SQLiteReadView(db, cid, self.directory)
+            yield view
+        if view.stale:
+            self.rebuild_sidecars(cid, view.stale)
+
+    def rebuild_sidecars(self, cid: int, segs: Sequence[int]) -> None:
+        """Rewrite the row sidecars of segments ``segs`` from the database (a reader found them
+        missing, short or wrong and read those segments from SQL). Best effort: a failure leaves
+        readers on the SQL path, which is correct."""
+        try:
+            with self.transaction(write=True) as db:
+                row = db.execute("SELECT dim FROM collections WHERE id = ?", (cid,)).fetchone()
+                if row is None:
+                    return
+                files = SegmentFiles(self.directory, cid, int(row[0]))
+                committed = dict(db.execute("SELECT seg, rows FROM segments WHERE collection_id = ?", (cid,)))
+                for seg in segs:
+                    if seg in committed:
+                        files.rewrite_rows(seg, segment_rows_from_db(db, cid, seg, int(committed[seg])))
+        except (StoreError, sqlite3.DatabaseError) as exc:
+            log.warning("could not rebuild the row sidecars of collection %d: %s", cid, exc)
 
     def get_documents(self, cid: int, ids: Sequence[str]) -> list[tuple[str, str, str]]:
         """``(id, text, metadata JSON)`` for the ids that exist, in the order given."""
