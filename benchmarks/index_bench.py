@@ -27,10 +27,12 @@ each collection and through the Embedder directly. Prints one JSON object per se
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -145,9 +147,31 @@ def _disk_mb(folder: Path) -> dict[str, float]:
     out: dict[str, float] = {}
     for p in folder.rglob("*"):
         if p.is_file():
-            key = "segments" if p.suffix == ".f32" else "ann" if p.suffix == ".usearch" else "sqlite"
+            key = {".f32": "segments", ".rows": "row_sidecars", ".usearch": "ann"}.get(p.suffix, "sqlite")
             out[key] = out.get(key, 0.0) + p.stat().st_size / 2**20
     return {k: round(v, 1) for k, v in out.items()}
+
+
+def _evict(folder: Path) -> None:
+    """Drop a folder's files from the page cache (``POSIX_FADV_DONTNEED``; no root needed), so the
+    next open reads them from disk: a cold open."""
+    import os
+
+    for p in folder.rglob("*"):
+        if p.is_file():
+            fd = os.open(p, os.O_RDONLY)
+            try:
+                os.fdatasync(fd)
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            finally:
+                os.close(fd)
+
+
+def _open_timed(settings: Settings, enc: Any, query: np.ndarray, strategy: str) -> tuple[Collection, float]:
+    t0 = time.perf_counter()
+    col = Collection.open("scale", settings=settings, encoder=enc)  # type: ignore[arg-type]
+    col.search_vectors(query, 10, strategy=strategy)  # type: ignore[arg-type]
+    return col, time.perf_counter() - t0
 
 
 def _timed(fn: Any, repeat: int) -> list[float]:
@@ -191,20 +215,55 @@ def run_scale(sizes: list[int], n_queries: int, dim: int = 384, home: Path | Non
             row["fill_s"] = round(time.perf_counter() - t0, 1)
             row["fill_docs_per_s"] = round(n / (time.perf_counter() - t0))
             col.close()
-            # open: a fresh Collection loads the whole collection once (the reader's first delta)
-            t0 = time.perf_counter()
-            col = Collection.open("scale", settings=settings, encoder=enc)  # type: ignore[arg-type]
             queries = synthetic_vectors(n_queries, dim, rng, centres)
-            col.search_vectors(queries[:1], 10, strategy="exact")
-            row["open_s"] = round(time.perf_counter() - t0, 2)
+            # open: a fresh Collection loads the whole collection (the reader's first delta) and
+            # answers one exact query; cold = its files evicted from the page cache first; "SQL
+            # rows" = with the row sidecars moved away, so every chunk row comes through sqlite3
+            # (the path every open took before the sidecars)
+            opens = []
+            for _ in range(3):
+                c, s_ = _open_timed(settings, enc, queries[:1], "exact")
+                c.close()
+                opens.append(s_)
+            row["open_warm_s"] = [round(x, 2) for x in opens]
+            _evict(settings.collections_dir)
+            c, s_ = _open_timed(settings, enc, queries[:1], "exact")
+            row["open_cold_s"] = round(s_, 2)
+            c.close()
+            sidecars = list(settings.collections_dir.rglob("*.rows"))
+            for p in sidecars:
+                p.rename(p.with_name(p.name + ".away"))
+            from embedserve.index import sqlite_store
+
+            real_rebuild = sqlite_store.SQLiteStore.rebuild_sidecars
+            sqlite_store.SQLiteStore.rebuild_sidecars = lambda *a: None  # type: ignore[method-assign,assignment]
+            try:
+                c, s_ = _open_timed(settings, enc, queries[:1], "exact")
+                row["open_sql_rows_s"] = round(s_, 2)
+                c.close()
+            finally:
+                sqlite_store.SQLiteStore.rebuild_sidecars = real_rebuild  # type: ignore[method-assign]
+                for p in sidecars:
+                    p.with_name(p.name + ".away").rename(p)
+            print(json.dumps({k: row[k] for k in row if k.startswith("open")}), file=sys.stderr, flush=True)
+            del c
+            gc.collect()
+            rss0 = _rss_mb()
+            col, s_ = _open_timed(settings, enc, queries[:1], "exact")
             row["rss_after_open_mb"] = round(_rss_mb() - rss0)
-            strategies = ["exact", "binary", "int8"] + (["ann"] if available() else [])
+            # binary_fixed200: the rescoring window before it grew with the collection
+            strategies = ["exact", "binary", "binary_fixed200", "int8"] + (["ann"] if available() else [])
             truth: list[set[str]] = []
-            for strategy in strategies:
+            cfg = col.search_config
+            for label in strategies:
+                strategy = "binary" if label == "binary_fixed200" else label
+                col.search_config = replace(cfg, rescore_fraction=0.0) if label == "binary_fixed200" else cfg
                 t0 = time.perf_counter()
                 col.search_vectors(queries[:1], 10, strategy=strategy)  # builds codes / the HNSW index
                 if strategy == "ann":
                     row["ann_build_s"] = round(time.perf_counter() - t0, 1)
+                    row["ann_build_vectors_per_s"] = round(n / (time.perf_counter() - t0))
+                    row["ann_threads"] = col._ann.threads
                     row["rss_with_ann_mb"] = round(_rss_mb() - rss0)
                 lat, got = [], []
                 for q in queries:
@@ -215,9 +274,10 @@ def run_scale(sizes: list[int], n_queries: int, dim: int = 384, home: Path | Non
                 if strategy == "exact":
                     truth = got
                 recall = float(np.mean([len(a & b) / 10 for a, b in zip(truth, got)]))
-                row[strategy] = {"p50_ms": round(pct(lat, 50), 2), "p99_ms": round(pct(lat, 99), 2),
-                                 "recall@10": round(recall, 4)}
-                print(json.dumps({strategy: row[strategy]}), file=sys.stderr, flush=True)
+                row[label] = {"p50_ms": round(pct(lat, 50), 2), "p99_ms": round(pct(lat, 99), 2),
+                              "recall@10": round(recall, 4)}
+                print(json.dumps({label: row[label]}), file=sys.stderr, flush=True)
+            col.search_config = cfg
             # writes to the full collection
             last = "ann" if available() else "binary"
             counter = iter(range(10**9))
@@ -240,10 +300,8 @@ def run_scale(sizes: list[int], n_queries: int, dim: int = 384, home: Path | Non
             col.close()  # saves the HNSW index
             row["disk_mb"] = _disk_mb(settings.collections_dir)
             if available():
-                t0 = time.perf_counter()
-                col = Collection.open("scale", settings=settings, encoder=enc)  # type: ignore[arg-type]
-                col.search_vectors(queries[:1], 10, strategy="ann")
-                row["open_with_saved_ann_s"] = round(time.perf_counter() - t0, 2)
+                col, s_ = _open_timed(settings, enc, queries[:1], "ann")
+                row["open_with_saved_ann_s"] = round(s_, 2)
                 assert col._ann is not None
                 row["ann_loaded_not_rebuilt"] = bool(col._ann.loaded)
                 row["ann_reconciled"] = col._ann.last_sync

@@ -120,7 +120,11 @@ class AnnIndex:
     def _add(self, snap: Snapshot, keys: np.ndarray) -> None:
         if len(keys):
             rows = snap.rows_of(keys)
-            self.index.add(keys.astype(np.uint64), np.ascontiguousarray(snap.vectors[rows]), threads=self.threads)
+            if rows[-1] - rows[0] + 1 == len(rows):  # a run of rows (a build without dead rows): no copy
+                vectors = snap.vectors[int(rows[0]) : int(rows[-1]) + 1]
+            else:
+                vectors = np.ascontiguousarray(snap.vectors[rows])
+            self.index.add(keys.astype(np.uint64), vectors, threads=self.threads)
 
     def sync(self, snap: Snapshot) -> tuple[int, int]:
         """Bring the index in step with ``snap``; returns (added, removed)."""
