@@ -27,6 +27,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -41,8 +42,28 @@ LAYOUTS = {"1x2": ("1", "2"), "2x1": ("2", "1")}
 NO_CACHE = {"EMBEDSERVE_CACHE_MB": "0"}
 
 
-def tree_cpu(pid: int) -> float:
-    """CPU seconds (user + system) of ``pid`` and all its descendants, from /proc."""
+def _group(pid: int) -> str:
+    """A process's part: Ray's title (``ray::ServeReplica:embedserve:replica``), else its program
+    or script name (``raylet``, ``gcs_server``, ``dashboard.py``, ``embedserve``)."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return "?"
+    words = [a.decode(errors="replace") for a in argv if a]
+    if not words:
+        return "?"
+    if words[0].startswith("ray::"):  # the title gains ".method" while a call runs: drop it
+        return words[0].split()[0].split(".")[0]
+    if "python" in Path(words[0]).name and len(words) > 1:
+        rest = [w for w in words[1:] if not w.startswith("-")]
+        if "-m" in words:
+            return words[words.index("-m") + 1]
+        return Path(rest[0]).name if rest else "python"
+    return Path(words[0]).name
+
+
+def tree_cpu_parts(pid: int) -> dict[str, float]:
+    """CPU seconds (user + system) of ``pid`` and all its descendants, from /proc, by part."""
     children: dict[int, list[int]] = {}
     stats: dict[int, float] = {}
     tick = os.sysconf("SC_CLK_TCK")
@@ -57,12 +78,30 @@ def tree_cpu(pid: int) -> float:
         ppid = int(fields[1])
         children.setdefault(ppid, []).append(int(entry))
         stats[int(entry)] = (int(fields[11]) + int(fields[12])) / tick
-    total, stack = 0.0, [pid]
+    parts: dict[str, float] = {}
+    stack = [pid]
     while stack:
         p = stack.pop()
-        total += stats.get(p, 0.0)
+        group = _group(p)
+        parts[group] = parts.get(group, 0.0) + stats.get(p, 0.0)
         stack.extend(children.get(p, []))
-    return total
+    return parts
+
+
+def tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of ``pid`` and all its descendants."""
+    return sum(tree_cpu_parts(pid).values())
+
+
+def idle_cpu(pid: int, seconds: float = 5.0) -> dict[str, Any]:
+    """CPU ms per second the server's tree burns with no requests (Ray's background work)."""
+    parts0 = tree_cpu_parts(pid)
+    time.sleep(seconds)
+    parts = {k: (v - parts0.get(k, 0.0)) * 1e3 / seconds for k, v in tree_cpu_parts(pid).items()}
+    return {
+        "idle_cpu_ms_per_s": sum(parts.values()),
+        "idle_by_part": {k: round(v, 1) for k, v in sorted(parts.items()) if v >= 0.5},
+    }
 
 
 def start(home: Path, port: int, ray: tuple[str, str] | None, tmp: Path) -> subprocess.Popen[bytes]:
@@ -95,29 +134,33 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 300) ->
     raise SystemExit(f"{url} did not come up")
 
 
-def measure(url: str, pid: int, texts: list[str], clients: int, seconds: float) -> dict[str, float]:
-    cpu0 = tree_cpu(pid)
+def measure(url: str, pid: int, texts: list[str], clients: int, seconds: float) -> dict[str, Any]:
+    parts0 = tree_cpu_parts(pid)
     try:
         result = run_wrk(url, "all-minilm", texts, clients, 1, seconds)
     except AttributeError:  # wrk printed a latency its parser does not read (e.g. over a minute)
         return {"requests": 0, "errors": -1, "texts_per_s": float("nan"), "p50_ms": float("nan"),
                 "p99_ms": float("nan"), "cpu_ms_per_request": float("nan")}
-    result["cpu_ms_per_request"] = (tree_cpu(pid) - cpu0) * 1e3 / max(1, result["requests"])
+    parts1 = tree_cpu_parts(pid)
+    n = max(1, result["requests"])
+    parts = {k: (v - parts0.get(k, 0.0)) * 1e3 / n for k, v in parts1.items()}
+    result["cpu_ms_per_request"] = sum(parts.values())
+    result["cpu_ms_by_part"] = {k: round(v, 2) for k, v in sorted(parts.items()) if v >= 0.05}
     return result
 
 
 def online(
     home: Path, rounds: int, seconds: float, tmp: Path, layouts: tuple[str, ...] = tuple(LAYOUTS)
-) -> dict[str, list[dict[str, float]]]:
+) -> dict[str, list[dict[str, Any]]]:
     texts = load_texts(DATA / "stsb-en-dev.csv")[:2000]
     plain_port = _free_port()
     plain = start(home, plain_port, None, tmp)
     plain_url = f"http://127.0.0.1:{plain_port}"
-    out: dict[str, list[dict[str, float]]] = {}
+    out: dict[str, list[dict[str, Any]]] = {}
     try:
         t0 = time.monotonic()
         wait_ready(plain_url, plain)
-        out["startup"] = [{"server": "plain", "up_s": time.monotonic() - t0}]
+        out["startup"] = [{"server": "plain", "up_s": time.monotonic() - t0, **idle_cpu(plain.pid)}]
         for layout, spec in LAYOUTS.items():
             if layout not in layouts:
                 continue
@@ -129,7 +172,7 @@ def online(
             try:
                 wait_ready(url, proc)
                 up = time.monotonic() - t0
-                out.setdefault("startup", []).append({"server": layout, "up_s": up})
+                out.setdefault("startup", []).append({"server": layout, "up_s": up, **idle_cpu(proc.pid)})
                 print(f"{layout}: up in {up:.1f} s", file=sys.stderr)
                 for r in range(rounds):
                     for clients, _ in SCENARIOS:
@@ -222,6 +265,10 @@ def main() -> None:
                     "plain_cpu_ms": med(base, "cpu_ms_per_request"),
                     "ray_cpu_ms": med(ray, "cpu_ms_per_request"),
                     "errors": sum(x["errors"] for x in rows),
+                    "ray_cpu_ms_by_part": {
+                        part: round(statistics.median(x["cpu_ms_by_part"].get(part, 0.0) for x in ray), 2)
+                        for part in sorted({p for x in ray for p in x["cpu_ms_by_part"]})
+                    },
                 }
             report["online"] = table
         if not args.skip_offline:
