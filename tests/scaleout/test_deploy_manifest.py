@@ -79,7 +79,10 @@ def test_the_serve_config_builds_the_real_application_with_its_args(
     scaling = replica._deployment_config.autoscaling_config
     low, high = (int(x) for x in str(app.args["autoscale"]).split(":"))
     assert (scaling.min_replicas, scaling.max_replicas) == (low, high)
-    assert scaling.target_ongoing_requests == 32 and scaling.upscale_delay_s == 5
+    assert scaling.target_ongoing_requests == app.args["autoscale_target"]
+    assert scaling.upscale_delay_s == app.args["upscale_delay"]
+    assert scaling.downscale_delay_s == app.args["downscale_delay"]
+    assert scaling.look_back_period_s == app.args["autoscale_window"]
     assert replica.ray_actor_options["num_cpus"] == app.args["threads"]
     assert replica.func_or_class is Replica
     assert replica.init_args[2] == app.args["threads"]  # engine threads = the CPUs reserved
