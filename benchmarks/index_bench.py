@@ -278,6 +278,21 @@ def run_scale(sizes: list[int], n_queries: int, dim: int = 384, home: Path | Non
                               "recall@10": round(recall, 4)}
                 print(json.dumps({label: row[label]}), file=sys.stderr, flush=True)
             col.search_config = cfg
+            if available():  # the HNSW search's breadth: recall against latency
+                assert col._ann is not None
+                for ef in (128, 256):
+                    col._ann.index.expansion_search = ef
+                    lat, got = [], []
+                    for q in queries:
+                        t0 = time.perf_counter()
+                        (hits,) = col.search_vectors(q[None, :], 10, strategy="ann")
+                        lat.append(time.perf_counter() - t0)
+                        got.append({h.id for h in hits})
+                    recall = float(np.mean([len(a & b) / 10 for a, b in zip(truth, got)]))
+                    row[f"ann_ef_search={ef}"] = {"p50_ms": round(pct(lat, 50), 2), "p99_ms": round(pct(lat, 99), 2),
+                                                  "recall@10": round(recall, 4)}
+                    print(json.dumps({f"ann_ef_search={ef}": row[f"ann_ef_search={ef}"]}), file=sys.stderr, flush=True)
+                col._ann.index.expansion_search = 64
             # writes to the full collection
             last = "ann" if available() else "binary"
             counter = iter(range(10**9))
@@ -308,6 +323,28 @@ def run_scale(sizes: list[int], n_queries: int, dim: int = 384, home: Path | Non
                 col.close()
             out["results"].append(row)  # type: ignore[attr-defined]
             print(json.dumps(row), file=sys.stderr, flush=True)
+    return out
+
+
+def probe_hnsw_build(n: int, dim: int = 384) -> dict[str, object]:
+    """usearch's batch add of ``n`` clustered vectors (as ``scale``), by threads and ``expansion_add``:
+    what the build rate depends on."""
+    from embedserve.config import cpu_quota
+    from embedserve.index.ann import _import_usearch
+
+    _import_usearch()
+    from usearch.index import Index
+
+    rng = np.random.default_rng(2)
+    centres = l2_normalize(rng.standard_normal((2000, dim)).astype(np.float32))
+    vecs = synthetic_vectors(n, dim, rng, centres)
+    out: dict[str, object] = {"vectors": n, "cpu_quota": cpu_quota()}
+    for ef, threads in ((128, 1), (128, cpu_quota()), (128, 0), (64, cpu_quota())):
+        idx = Index(ndim=dim, metric="ip", dtype="f16", connectivity=16, expansion_add=ef, expansion_search=64)
+        t0 = time.perf_counter()
+        idx.add(np.arange(n, dtype=np.uint64), vecs, threads=threads)
+        out[f"ef_add={ef} threads={threads}"] = round(n / (time.perf_counter() - t0))
+        print(json.dumps(out), file=sys.stderr, flush=True)
     return out
 
 
@@ -371,6 +408,7 @@ def main() -> None:
     sc.add_argument("--queries", type=int, default=200)
     sc.add_argument("--home", type=Path, default=None, help="folder for the temporary collections")
     sc.add_argument("--ann-upto", type=int, default=10**9, help="build the HNSW index only up to this size")
+    sc.add_argument("--probe-hnsw", type=int, default=0, help="first time usearch batch adds of this many vectors")
     ci = sub.add_parser("cisi")
     ci.add_argument("--model", default="all-minilm")
     ci.add_argument("--data-dir", type=Path, default=None)
@@ -380,7 +418,10 @@ def main() -> None:
     if args.what == "synthetic":
         res = run_synthetic(args.sizes, args.queries)
     elif args.what == "scale":
+        probe = probe_hnsw_build(args.probe_hnsw) if args.probe_hnsw else None
         res = run_scale(args.sizes, args.queries, home=args.home, ann_upto=args.ann_upto)
+        if probe is not None:
+            res["hnsw_build_probe"] = probe
     else:
         res = run_cisi(args.model, args.data_dir, args.only)
     print(json.dumps(res, indent=2))
