@@ -93,12 +93,17 @@ class SegmentFiles:
     def read_all(self, seg: int, committed_rows: int, out: np.ndarray) -> None:
         """Read the first ``committed_rows`` vectors of segment ``seg`` into ``out`` (one
         sequential read)."""
-        path = self._existing(self.path(seg))
-        try:
-            with open(path, "rb") as f:
-                got = f.readinto(memoryview(out[:committed_rows]).cast("B"))
-        except OSError as exc:
-            raise StoreError(f"vector segment {path} is missing or unreadable: {exc}") from None
+        for attempt in range(2):  # a compaction may retire the file between the check and the open
+            path = self._existing(self.path(seg))
+            try:
+                with open(path, "rb") as f:
+                    got = f.readinto(memoryview(out[:committed_rows]).cast("B"))
+                break
+            except FileNotFoundError:
+                if attempt:
+                    raise StoreError(f"vector segment {path} is missing") from None
+            except OSError as exc:
+                raise StoreError(f"vector segment {path} is unreadable: {exc}") from None
         if got != committed_rows * self._row_bytes:
             raise StoreError(f"vector segment {path} is short: {got} bytes of {committed_rows * self._row_bytes}")
 

@@ -117,20 +117,18 @@ class SQLiteReadView:
         the database (it is then read from SQL)."""
         db, cid = self._db, self._cid
         keys = part[:, 0]
-        if dead == 0:
-            count = db.execute(
-                "SELECT count(*) FROM chunks WHERE collection_id = ? AND seg = ?", (cid, seg)
-            ).fetchone()[0]
-            if count != rows or not np.all(keys > 0):
-                return None
+        count = db.execute(
+            "SELECT count(*) FROM chunks WHERE collection_id = ? AND seg = ?", (cid, seg)
+        ).fetchone()[0] if dead == 0 else -1
+        if count == rows and np.all(keys > 0):  # nothing dead: every row is live
             live = np.ones(rows, dtype=bool)
-        else:
+        else:  # the live keys, from the index: every one must be in the sidecar
             held = np.fromiter(
                 (r[0] for r in db.execute("SELECT rowid FROM chunks WHERE collection_id = ? AND seg = ?", (cid, seg))),
                 dtype=np.int64,
             )
-            live = np.isin(keys, held)
-            if int(live.sum()) != len(held) or len(held) != rows - dead:
+            live = np.isin(keys, held) & (keys > 0)
+            if int(live.sum()) != len(held):
                 return None
         at = np.flatnonzero(live)
         if len(at):
