@@ -140,7 +140,7 @@ def measure(url: str, pid: int, texts: list[str], clients: int, seconds: float) 
         result = run_wrk(url, "all-minilm", texts, clients, 1, seconds)
     except AttributeError:  # wrk printed a latency its parser does not read (e.g. over a minute)
         return {"requests": 0, "errors": -1, "texts_per_s": float("nan"), "p50_ms": float("nan"),
-                "p99_ms": float("nan"), "cpu_ms_per_request": float("nan")}
+                "p99_ms": float("nan"), "cpu_ms_per_request": float("nan"), "cpu_ms_by_part": {}}
     parts1 = tree_cpu_parts(pid)
     n = max(1, result["requests"])
     parts = {k: (v - parts0.get(k, 0.0)) * 1e3 / n for k, v in parts1.items()}
