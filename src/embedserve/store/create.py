@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from embedserve.errors import InputFileError, InvalidInput
+from embedserve.store.disk import DiskStore
 from embedserve.store.files import copy_files, remove_tree
 from embedserve.store.folder import inspect_folder
-from embedserve.store.local import InstalledModel, ModelStore
+from embedserve.store.manifest import InstalledModel
 from embedserve.store.names import is_valid
 from embedserve.store.progress import SUCCESS, ProgressCallback, ProgressEvent, emit
 
@@ -31,7 +32,7 @@ def _looks_like_path(text: str) -> bool:
 
 
 def create_model(
-    store: ModelStore,
+    store: DiskStore,
     name: str,
     *,
     source: Path | str,

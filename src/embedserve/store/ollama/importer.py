@@ -12,9 +12,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from embedserve.errors import InvalidInput, StoreError
+from embedserve.store.disk import DiskStore
 from embedserve.store.files import hash_files, remove_tree
 from embedserve.store.folder import inspect_folder
-from embedserve.store.local import InstalledModel, ModelStore
+from embedserve.store.manifest import InstalledModel
 from embedserve.store.ollama.convert import check_convertible, write_folder
 from embedserve.store.ollama.gguf_file import GGUFFile
 from embedserve.store.ollama.layout import OllamaModel, OllamaStore
@@ -49,7 +50,7 @@ def source_label(model: OllamaModel, file_type: str) -> str:
 
 
 def import_model(
-    store: ModelStore,
+    store: DiskStore,
     ollama: OllamaStore,
     model: OllamaModel,
     *,
