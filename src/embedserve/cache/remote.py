@@ -1,22 +1,26 @@
 """The shared second cache level: Redis, through the ``redis`` client (the ``redis`` extra).
 
-Lookups are one ``MGET`` per 512 keys; writes are one pipelined batch of ``SET key value EX ttl``.
+Lookups are one ``MGET`` per 512 keys; writes are pipelined batches of ``SET key value EX ttl``.
 Every call is bounded by ``timeout`` (connect and socket) with no client-side retries. Redis down,
 slow or answering errors is never the client's problem: the first failure logs one warning and
 counts in ``errors``, then Redis is skipped (memory only) until a back-off passes (0.5 s doubling to
 30 s); the next call after it tries again, and a success logs that the cache is back.
 
-Writes from the server go through :meth:`put_later`: one writer thread, a bounded backlog (beyond
-it a write is dropped and counted), so a request never waits for a cache write.
+Writes from the server go through :meth:`put_later`: a bounded backlog of entries (beyond it a write
+is dropped and counted) that one writer thread drains, everything pending in one pipeline, so a
+request never waits for a cache write and concurrent requests' writes share round trips. What is
+still pending when the process exits (the library, the CLI) is written first, bounded by the timeout.
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import logging
 import math
 import threading
 import time
+import weakref
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -25,9 +29,9 @@ from embedserve.errors import CacheError
 
 log = logging.getLogger("embedserve.cache")
 
-_MGET_KEYS = 512
+_CHUNK = 512  # keys per MGET, entries per pipelined write
 _MAX_BACKOFF = 30.0
-_BACKLOG = 64  # pending background writes (batches) before new ones are dropped
+_BACKLOG = 4096  # entries pending a background write before new ones are dropped
 
 
 def _safe_url(url: str) -> str:
@@ -65,7 +69,10 @@ class RedisTier:
         self._lock = threading.Lock()
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="embedserve-cache-write")
         self._reader = ThreadPoolExecutor(2, thread_name_prefix="embedserve-cache-read")
-        self._pending = 0
+        self._backlog: list[tuple[str, bytes]] = []  # waiting for the writer
+        self._writing = False  # a writer job is scheduled or running
+        self._timeout = timeout
+        atexit.register(_flush_at_exit, weakref.ref(self))
 
     # -- health -------------------------------------------------------------------------------
 
@@ -105,8 +112,8 @@ class RedisTier:
             return [None] * len(keys)
         out: list[bytes | None] = []
         try:
-            for i in range(0, len(keys), _MGET_KEYS):
-                out.extend(self._client.mget(keys[i : i + _MGET_KEYS]))  # type: ignore[arg-type]
+            for i in range(0, len(keys), _CHUNK):
+                out.extend(self._client.mget(keys[i : i + _CHUNK]))  # type: ignore[arg-type]
         except Exception as exc:  # noqa: BLE001 - any client failure is "no cache", never the caller's
             self._failed(exc)
             return [None] * len(keys)
@@ -122,10 +129,11 @@ class RedisTier:
         if not items or not self.usable():
             return
         try:
-            pipe = self._client.pipeline(transaction=False)
-            for key, value in items:
-                pipe.set(key, value, ex=self.ttl)
-            pipe.execute()
+            for i in range(0, len(items), _CHUNK):
+                pipe = self._client.pipeline(transaction=False)
+                for key, value in items[i : i + _CHUNK]:
+                    pipe.set(key, value, ex=self.ttl)
+                pipe.execute()
         except Exception as exc:  # noqa: BLE001 - as in get_many
             self._failed(exc)
             return
@@ -136,30 +144,51 @@ class RedisTier:
         if not items or not self.usable():
             return
         with self._lock:
-            if self._pending >= _BACKLOG:
-                self.dropped_writes += len(items)
+            room = _BACKLOG - len(self._backlog)
+            if room < len(items):
+                self.dropped_writes += len(items) - max(0, room)
+                items = items[: max(0, room)]
+            self._backlog.extend(items)
+            if self._writing or not self._backlog:
                 return
-            self._pending += 1
+            self._writing = True
         try:
-            self._writer.submit(self._write_job, list(items))
+            self._writer.submit(self._write_job)
         except RuntimeError:  # closed
             with self._lock:
-                self._pending -= 1
+                self._writing = False
+                self._backlog.clear()
 
-    def _write_job(self, items: list[tuple[str, bytes]]) -> None:
-        try:
-            self.put_many(items)
-        finally:
+    def _write_job(self) -> None:
+        """Writer thread: write everything pending, in one pipeline per turn, until none is."""
+        while True:
             with self._lock:
-                self._pending -= 1
+                items, self._backlog = self._backlog, []
+                if not items:
+                    self._writing = False
+                    return
+            try:
+                self.put_many(items)
+            except BaseException:
+                with self._lock:
+                    self._writing = False
+                raise
+
+    @property
+    def pending(self) -> int:
+        """Entries not yet handed to Redis by the writer (0 when idle)."""
+        with self._lock:
+            return len(self._backlog) + (1 if self._writing else 0)
 
     def flush(self, timeout: float = 5.0) -> None:
         """Wait (bounded) until background writes are done: for tests and orderly shutdown."""
         deadline = time.monotonic() + timeout
-        while self._pending and time.monotonic() < deadline:
+        while self.pending and time.monotonic() < deadline:
             time.sleep(0.005)
 
     def close(self) -> None:
+        """Write what is pending (bounded), then stop the threads and the client."""
+        self.flush(min(5.0, 4 * self._timeout + 0.5))
         self._writer.shutdown(wait=False, cancel_futures=True)
         self._reader.shutdown(wait=False, cancel_futures=True)
         client: Any = self._client
@@ -167,3 +196,9 @@ class RedisTier:
             client.close()
         except Exception:  # noqa: BLE001 - closing must not fail a shutdown
             pass
+
+
+def _flush_at_exit(ref: weakref.ref[RedisTier]) -> None:
+    tier = ref()
+    if tier is not None:
+        tier.flush(min(5.0, 4 * tier._timeout + 0.5))

@@ -134,16 +134,9 @@ class Lookup:
         ``background``: write Redis from the cache's writer thread instead of now.
         """
         cache = self.cache
-        out = np.empty((len(self.keys), self.dim), dtype=np.float32)
-        for i, vec in enumerate(self.vectors):
-            if vec is not None:
-                out[i] = vec
         if self._missing:
             assert computed is not None
             cache.misses += len(self._missing)
-            for i, slot in zip(self._missing, self._runs):
-                out[i] = computed[slot]
-                self.tokens[i] = int(counts[slot])
             items = [(k, pack(computed[s], counts[s])) for k, s in self._slots.items()]
             if cache.memory is not None:
                 cache.memory.put_many(items)
@@ -152,4 +145,15 @@ class Lookup:
                     cache.remote.put_later(items)
                 else:
                     cache.remote.put_many(items)
+            if len(computed) == len(self.keys):  # all missed, all distinct: already in order
+                return np.asarray(computed, np.float32), int(sum(counts))
+        out = np.empty((len(self.keys), self.dim), dtype=np.float32)
+        for i, vec in enumerate(self.vectors):
+            if vec is not None:
+                out[i] = vec
+        if self._missing:
+            assert computed is not None
+            for i, slot in zip(self._missing, self._runs):
+                out[i] = computed[slot]
+                self.tokens[i] = int(counts[slot])
         return out, sum(self.tokens)

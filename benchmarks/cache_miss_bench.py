@@ -1,0 +1,235 @@
+"""What a cache miss costs: cache off vs memory vs Redis, on texts never seen, with the noise shown.
+
+Every text is sent once to every variant and to no variant twice, so each request is a miss in
+each cache. The variants:
+
+* ``off_a`` and ``off_b``: two identical cache-off variants; their ratio is the noise floor (what
+  "the same thing, measured twice" differs by);
+* ``memory``: the in-process LRU only (256 MiB);
+* ``redis``: Redis only, a loopback ``redis-server`` this script starts (each miss pays one
+  ``MGET`` before the model and a background ``SET`` after it).
+
+Modes, each in ``--rounds`` rounds; within a round the variants are interleaved request by request
+(the order rotates every request), so load drifts hit all of them alike:
+
+* ``server-1``: ``embedserve serve`` subprocesses (real all-minilm), one keep-alive connection,
+  single-text requests, latency;
+* ``server-32``: the same with 32-text requests;
+* ``server-conc``: ``--clients`` threads at once against one server, single-text requests,
+  texts/s per burst (the variants take turns, rotating per round);
+* ``library-1``: ``Embedder.encode`` of one text in-process over one shared engine.
+
+For each mode and variant: the median over all samples, and per round the variant's median divided
+by ``off_a``'s median in that round; the report gives the median and the range of those per-round
+ratios. ``off_b / off_a`` gives the noise: a variant is "within noise" when its median per-round
+ratio lies inside the range of ``off_b / off_a``.
+
+    .venv/bin/python benchmarks/cache_miss_bench.py --home DIR [--rounds 7] [--modes server-1,...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import random
+import statistics
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from cache_bench import MODEL, Server, redis_server
+
+Timed = Callable[[list[str]], float]  # sends texts, returns seconds
+
+
+def unique_sentences() -> list[str]:
+    from embedserve.eval.data import default_data_dir, load_stsb
+
+    seen: dict[str, None] = {}
+    for split in ("train", "dev"):
+        try:
+            pairs = load_stsb(split, SHARED_DATA if SHARED_DATA.is_dir() else None)
+        except Exception:  # noqa: BLE001 - the packaged data has dev only
+            pairs = load_stsb(split, default_data_dir()) if split == "dev" else []
+        for a, b, _ in pairs:
+            seen.setdefault(a, None)
+            seen.setdefault(b, None)
+    texts = list(seen)
+    random.Random(7).shuffle(texts)
+    return texts
+
+
+SHARED_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+
+
+def interleaved(
+    variants: dict[str, Timed], batches: list[list[str]], rounds: int
+) -> dict[str, list[list[float]]]:
+    """Per variant, per round, the seconds of each request; request j goes to every variant in an
+    order rotated by j."""
+    names = list(variants)
+    out = {n: [[] for _ in range(rounds)] for n in names}
+    per_round = len(batches) // rounds
+    for r in range(rounds):
+        for j in range(per_round):
+            batch = batches[r * per_round + j]
+            k = (r * per_round + j) % len(names)
+            for name in names[k:] + names[:k]:
+                out[name][r].append(variants[name](batch))
+    return out
+
+
+def summarise(samples: dict[str, list[list[float]]], *, higher_is_better: bool = False) -> dict:
+    base = [statistics.median(r) for r in samples["off_a"]]
+    result: dict[str, dict[str, float]] = {}
+    for name, rounds in samples.items():
+        meds = [statistics.median(r) for r in rounds]
+        ratios = [m / b for m, b in zip(meds, base)]
+        if higher_is_better:  # report cost as time ratio: off rate / variant rate
+            ratios = [1 / x for x in ratios]
+        result[name] = {
+            "median": statistics.median([x for r in rounds for x in r]),
+            "ratio_median": statistics.median(ratios),
+            "ratio_min": min(ratios),
+            "ratio_max": max(ratios),
+            "rounds": len(rounds),
+            "samples": sum(len(r) for r in rounds),
+        }
+    lo, hi = result["off_b"]["ratio_min"], result["off_b"]["ratio_max"]
+    for name in ("memory", "redis"):
+        if name in result:
+            result[name]["within_noise"] = float(lo <= result[name]["ratio_median"] <= hi)
+    return result
+
+
+def burst(server: Server, texts: list[str], clients: int) -> float:
+    """texts/s of ``clients`` threads sending ``texts`` one per request to ``server``."""
+    it: Iterator[str] = iter(texts)
+    lock = threading.Lock()
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=120)
+        try:
+            while True:
+                with lock:
+                    text = next(it, None)
+                if text is None:
+                    return
+                body = json.dumps({"model": MODEL, "input": [text]})
+                conn.request("POST", "/api/embed", body, {"Content-Type": "application/json"})
+                resp = conn.getresponse()
+                resp.read()
+                if resp.status != 200:
+                    raise RuntimeError(f"status {resp.status}")
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            conn.close()
+
+    threads = [threading.Thread(target=work) for _ in range(clients)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    return len(texts) / (time.perf_counter() - t0)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--home", type=Path, required=True)
+    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--single", type=int, default=120, help="single-text requests per round")
+    ap.add_argument("--batched", type=int, default=12, help="32-text requests per round")
+    ap.add_argument("--burst", type=int, default=160, help="texts per burst in server-conc")
+    ap.add_argument("--clients", type=int, default=4)
+    ap.add_argument("--modes", default="server-1,server-32,server-conc,library-1")
+    args = ap.parse_args()
+    modes = args.modes.split(",")
+    texts = iter(unique_sentences())
+
+    def take(n: int) -> list[str]:
+        out = [next(texts) for _ in range(n)]
+        return out
+
+    result: dict[str, object] = {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "rounds": args.rounds,
+    }
+
+    def report(key: str, value: object) -> None:
+        result[key] = value
+        print(json.dumps({key: value}), file=sys.stderr, flush=True)  # progress
+
+    with redis_server() as redis_url:
+        if redis_url is None:
+            sys.exit("redis-server is not installed")
+        if any(m.startswith("server") for m in modes):
+            servers = {
+                "off_a": Server(args.home, {"EMBEDSERVE_CACHE_MB": "0"}),
+                "off_b": Server(args.home, {"EMBEDSERVE_CACHE_MB": "0"}),
+                "memory": Server(args.home, {"EMBEDSERVE_CACHE_MB": "256"}),
+                "redis": Server(
+                    args.home, {"EMBEDSERVE_CACHE_MB": "0", "EMBEDSERVE_REDIS_URL": redis_url}
+                ),
+            }
+            try:
+                timed = {n: s.embed for n, s in servers.items()}
+                if "server-1" in modes:
+                    batches = [[t] for t in take(args.rounds * args.single)]
+                    report("server-1", summarise(interleaved(timed, batches, args.rounds)))
+                if "server-32" in modes:
+                    flat = take(args.rounds * args.batched * 32)
+                    batches = [flat[i : i + 32] for i in range(0, len(flat), 32)]
+                    report("server-32", summarise(interleaved(timed, batches, args.rounds)))
+                if "server-conc" in modes:
+                    names = list(servers)
+                    rates: dict[str, list[list[float]]] = {n: [] for n in names}
+                    for r in range(args.rounds):
+                        chunk = take(args.burst)
+                        for name in names[r % 4 :] + names[: r % 4]:
+                            rates[name].append([burst(servers[name], chunk, args.clients)])
+                    report("server-conc", summarise(rates, higher_is_better=True))
+            finally:
+                for server in servers.values():
+                    server.close()
+        if "library-1" in modes:
+            from embedserve.cache import EmbeddingCache
+            from embedserve.cache.remote import RedisTier
+            from embedserve.config import Settings
+            from embedserve.embedder import Embedder
+            from embedserve.service.loader import load_engine
+
+            settings = Settings.from_env({"EMBEDSERVE_HOME": str(args.home), "EMBEDSERVE_OFFLINE": "1"})
+            engine = load_engine(MODEL, settings)
+            remote = RedisTier(redis_url, ttl=3600, timeout=1.0)
+            embedders = {
+                "off_a": Embedder.from_engine(engine),
+                "off_b": Embedder.from_engine(engine),
+                "memory": Embedder.from_engine(engine, cache=EmbeddingCache(256 << 20)),
+                "redis": Embedder.from_engine(engine, cache=EmbeddingCache(0, remote)),
+            }
+            embedders["off_a"].encode(["warm up"])
+
+            def encoder(e: Embedder) -> Timed:
+                def run(batch: list[str]) -> float:
+                    t0 = time.perf_counter()
+                    e.encode(batch)
+                    return time.perf_counter() - t0
+
+                return run
+
+            batches = [[t] for t in take(args.rounds * args.single)]
+            timed = {n: encoder(e) for n, e in embedders.items()}
+            report("library-1", summarise(interleaved(timed, batches, args.rounds)))
+            remote.close()
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
