@@ -10,7 +10,7 @@ each cache. The variants:
   ``MGET`` before the model and a background ``SET`` after it).
 
 Modes, each in ``--rounds`` rounds; within a round the variants are interleaved request by request
-(the order rotates every request), so load drifts hit all of them alike:
+(in an order shuffled per request), so load drifts hit all of them alike:
 
 * ``server-1``: ``embedserve serve`` subprocesses (real all-minilm), one keep-alive connection,
   single-text requests, latency;
@@ -19,10 +19,10 @@ Modes, each in ``--rounds`` rounds; within a round the variants are interleaved 
   texts/s per burst (the variants take turns, rotating per round);
 * ``library-1``: ``Embedder.encode`` of one text in-process over one shared engine.
 
-For each mode and variant: the median over all samples, and per round the variant's median divided
-by ``off_a``'s median in that round; the report gives the median and the range of those per-round
-ratios. ``off_b / off_a`` gives the noise: a variant is "within noise" when its median per-round
-ratio lies inside the range of ``off_b / off_a``.
+For each mode and variant: the median over all samples, and the ratio to ``off_a`` taken per pair
+(the same texts, back to back; in ``server-conc`` the same burst in the same round), its median
+over all pairs and per round. ``off_b / off_a`` gives the noise: a variant is "within noise" when
+its median per-round ratio lies inside the range of ``off_b / off_a``'s per-round ratios.
 
     .venv/bin/python benchmarks/cache_miss_bench.py --home DIR [--rounds 7] [--modes server-1,...]
 """
@@ -68,40 +68,47 @@ SHARED_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 def interleaved(
     variants: dict[str, Timed], batches: list[list[str]], rounds: int
 ) -> dict[str, list[list[float]]]:
-    """Per variant, per round, the seconds of each request; request j goes to every variant in an
-    order rotated by j."""
+    """Per variant, per round, the seconds of each request. Request j goes to every variant back
+    to back, in an order shuffled per request (seeded), so neither drift nor what ran just before
+    (a background write, a warm cache line) favours one variant."""
     names = list(variants)
-    out = {n: [[] for _ in range(rounds)] for n in names}
+    rng = random.Random(13)
+    out: dict[str, list[list[float]]] = {n: [[] for _ in range(rounds)] for n in names}
     per_round = len(batches) // rounds
     for r in range(rounds):
         for j in range(per_round):
             batch = batches[r * per_round + j]
-            k = (r * per_round + j) % len(names)
-            for name in names[k:] + names[:k]:
+            order = names[:]
+            rng.shuffle(order)
+            for name in order:
                 out[name][r].append(variants[name](batch))
     return out
 
 
 def summarise(samples: dict[str, list[list[float]]], *, higher_is_better: bool = False) -> dict:
-    base = [statistics.median(r) for r in samples["off_a"]]
+    """Per variant: the median sample, and ratios to ``off_a``. Samples of one index are paired
+    (the same texts, back to back), so a ratio is taken per pair; a round's ratio is the median of
+    its pairs. ``paired_median`` pools all pairs; ``round_min``/``round_max`` bound the rounds."""
+    base = samples["off_a"]
     result: dict[str, dict[str, float]] = {}
     for name, rounds in samples.items():
-        meds = [statistics.median(r) for r in rounds]
-        ratios = [m / b for m, b in zip(meds, base)]
-        if higher_is_better:  # report cost as time ratio: off rate / variant rate
-            ratios = [1 / x for x in ratios]
+        pairs = [[x / b for x, b in zip(r, rb)] for r, rb in zip(rounds, base)]
+        if higher_is_better:  # report cost as a time ratio: off rate / variant rate
+            pairs = [[1 / x for x in r] for r in pairs]
+        per_round = [statistics.median(r) for r in pairs]
         result[name] = {
             "median": statistics.median([x for r in rounds for x in r]),
-            "ratio_median": statistics.median(ratios),
-            "ratio_min": min(ratios),
-            "ratio_max": max(ratios),
+            "paired_median": statistics.median([x for r in pairs for x in r]),
+            "round_median": statistics.median(per_round),
+            "round_min": min(per_round),
+            "round_max": max(per_round),
             "rounds": len(rounds),
             "samples": sum(len(r) for r in rounds),
         }
-    lo, hi = result["off_b"]["ratio_min"], result["off_b"]["ratio_max"]
+    lo, hi = result["off_b"]["round_min"], result["off_b"]["round_max"]
     for name in ("memory", "redis"):
         if name in result:
-            result[name]["within_noise"] = float(lo <= result[name]["ratio_median"] <= hi)
+            result[name]["within_noise"] = float(lo <= result[name]["round_median"] <= hi)
     return result
 
 
@@ -192,7 +199,9 @@ def main() -> None:
                     rates: dict[str, list[list[float]]] = {n: [] for n in names}
                     for r in range(args.rounds):
                         chunk = take(args.burst)
-                        for name in names[r % 4 :] + names[: r % 4]:
+                        order = names[:]
+                        random.Random(r).shuffle(order)
+                        for name in order:
                             rates[name].append([burst(servers[name], chunk, args.clients)])
                     report("server-conc", summarise(rates, higher_is_better=True))
             finally:
