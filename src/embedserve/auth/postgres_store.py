@@ -8,13 +8,11 @@ with the collections backend. Needs ``psycopg`` (the ``postgres`` extra).
 
 from __future__ import annotations
 
-import json
 import threading
-from typing import Any
 
-from embedserve.auth.keys import KeyRecord
+from embedserve.auth.sql_keys import SQLKeyStore
 from embedserve.auth.store import WINDOWS, UsageDelta, WindowUsage
-from embedserve.errors import AuthError, StoreError
+from embedserve.errors import StoreError
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS auth_keys (
@@ -41,8 +39,6 @@ CREATE TABLE IF NOT EXISTS auth_usage (
 );
 """
 
-_COLUMNS = "id, name, plan, prefix, hash, models, created_at, last_used_at, revoked_at"
-
 # a delta that starts after the stored window ends opens a new window; else it adds
 _ROLL = """
 INSERT INTO auth_usage AS u VALUES (%(key_id)s, %(window)s, %(first_at)s, %(requests)s,
@@ -62,21 +58,12 @@ RETURNING window_name, started_at, requests, inputs, tokens, compute_seconds
 """
 
 
-def _record(row: Any) -> KeyRecord:
-    return KeyRecord(
-        id=row[0],
-        name=row[1],
-        plan=row[2],
-        prefix=row[3],
-        hash=row[4],
-        models=tuple(json.loads(row[5] or "[]")),
-        created_at=row[6],
-        last_used_at=row[7],
-        revoked_at=row[8],
-    )
+class PostgresKeyStore(SQLKeyStore):
+    keys_table = "auth_keys"
+    usage_table = "auth_usage"
+    window_column = "window_name"
+    p = "%s"
 
-
-class PostgresKeyStore:
     def __init__(self, url: str) -> None:
         try:
             import psycopg
@@ -84,7 +71,7 @@ class PostgresKeyStore:
             raise StoreError(
                 "EMBEDSERVE_DATABASE_URL needs psycopg: pip install 'embedserve[postgres]'"
             ) from None
-        self._psycopg = psycopg
+        self._duplicate = psycopg.errors.UniqueViolation
         try:
             self._db = psycopg.connect(url, autocommit=True)
         except psycopg.Error as exc:
@@ -94,61 +81,6 @@ class PostgresKeyStore:
             self._db.execute("SELECT pg_advisory_xact_lock(7463029)")  # one creator at a time
             for statement in filter(str.strip, _SCHEMA.split(";")):
                 self._db.execute(statement)
-
-    def _all(self, sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
-        with self._lock:
-            return self._db.execute(sql, args).fetchall()
-
-    def create(self, record: KeyRecord) -> None:
-        try:
-            with self._lock:
-                self._db.execute(
-                    f"INSERT INTO auth_keys ({_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, "
-                    "NULL, NULL)",
-                    (
-                        record.id,
-                        record.name,
-                        record.plan,
-                        record.prefix,
-                        record.hash,
-                        json.dumps(list(record.models)),
-                        record.created_at,
-                    ),
-                )
-        except self._psycopg.errors.UniqueViolation:
-            raise AuthError(f"a key named {record.name!r} already exists") from None
-
-    def get(self, key_id: str) -> KeyRecord | None:
-        rows = self._all(f"SELECT {_COLUMNS} FROM auth_keys WHERE id = %s", (key_id,))
-        return _record(rows[0]) if rows else None
-
-    def by_prefix(self, prefix: str) -> list[KeyRecord]:
-        sql = f"SELECT {_COLUMNS} FROM auth_keys WHERE prefix = %s"
-        return [_record(r) for r in self._all(sql, (prefix,))]
-
-    def list(self) -> list[KeyRecord]:
-        sql = f"SELECT {_COLUMNS} FROM auth_keys ORDER BY created_at"
-        return [_record(r) for r in self._all(sql)]
-
-    def find(self, name_or_prefix: str) -> KeyRecord | None:
-        rows = self._all(f"SELECT {_COLUMNS} FROM auth_keys WHERE name = %s", (name_or_prefix,))
-        if rows:
-            return _record(rows[0])
-        matches = self.by_prefix(name_or_prefix)
-        return matches[0] if len(matches) == 1 else None
-
-    def revoke(self, name_or_prefix: str, when: float) -> KeyRecord:
-        record = self.find(name_or_prefix)
-        if record is None:
-            raise AuthError(f"no key named {name_or_prefix!r} or with that prefix")
-        with self._lock:
-            self._db.execute(
-                "UPDATE auth_keys SET revoked_at = COALESCE(revoked_at, %s) WHERE id = %s",
-                (when, record.id),
-            )
-        updated = self.get(record.id)
-        assert updated is not None
-        return updated
 
     def record_usage(self, deltas: dict[str, UsageDelta]) -> dict[str, dict[str, WindowUsage]]:
         out: dict[str, dict[str, WindowUsage]] = {}
@@ -178,15 +110,3 @@ class PostgresKeyStore:
                 )
                 out[key_id] = windows
         return out
-
-    def usage(self, key_id: str) -> dict[str, WindowUsage]:
-        rows = self._all(
-            "SELECT window_name, started_at, requests, inputs, tokens, compute_seconds "
-            "FROM auth_usage WHERE key_id = %s",
-            (key_id,),
-        )
-        return {r[0]: WindowUsage(*r) for r in rows}
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
