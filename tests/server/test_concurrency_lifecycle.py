@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from datetime import datetime
 
@@ -249,30 +250,70 @@ def test_unexpected_load_failure_is_one_clean_500_and_retried() -> None:
         assert c.post("/api/embed", json={"model": "fake", "input": "x"}).status_code == 200
 
 
+async def _until(condition, what: str, seconds: float = 30.0) -> None:  # type: ignore[no-untyped-def]
+    """Poll ``condition()`` (sync or async) until true; fail naming ``what`` after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while True:
+        value = condition()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return
+        assert time.monotonic() < deadline, f"timed out waiting until {what}"
+        await asyncio.sleep(0.02)
+
+
+async def _at_least(client: httpx.AsyncClient, series: str, n: float) -> bool:
+    """Whether the /metrics line ``series`` (labels included) reads ``n`` or more."""
+    for line in (await client.get("/metrics")).text.splitlines():
+        if line.startswith(series + " "):
+            return float(line.rsplit(" ", 1)[1]) >= n
+    return False
+
+
 def test_a_client_that_hangs_up_has_its_queued_texts_dropped() -> None:
+    """Waits on states, not on time: the engine is held inside "first" until the abandoned request
+    is known to be queued and the server has seen its client go (its 499 is counted)."""
+    entered, gate = threading.Event(), threading.Event()
+
+    def hold(batch: object) -> None:  # the engine blocks in its first batch until released
+        if not gate.is_set():
+            entered.set()
+            gate.wait(60)
+
     store = FakeStore()
-    loader = FakeLoader(store, delay_per_batch=0.4)
+    loader = FakeLoader(store, fail=hold)
     with serve(create_app(settings(), loader=loader, store=store)) as url:
-        with httpx.Client(base_url=url) as c:  # load the model
+        with httpx.Client(base_url=url) as c:  # load the model (an empty input runs no batch)
             assert c.post("/api/embed", json={"model": "fake", "input": ""}).status_code == 200
         engine = loader.engines[0]
 
         async def scenario() -> int:
-            async with httpx.AsyncClient(base_url=url, timeout=10) as keeper:
-                busy = asyncio.ensure_future(  # occupies the engine for 0.4 s
+            async with httpx.AsyncClient(base_url=url, timeout=60) as keeper:
+                busy = asyncio.ensure_future(  # occupies the engine until the gate opens
                     keeper.post("/api/embed", json={"model": "fake", "input": "first"})
                 )
-                await asyncio.sleep(0.1)
-                async with httpx.AsyncClient(base_url=url, timeout=0.1) as quitter:
-                    with pytest.raises(httpx.TimeoutException):  # hangs up while queued
-                        await quitter.post(
-                            "/api/embed", json={"model": "fake", "input": ["a", "b", "c"]}
-                        )
+                await _until(entered.is_set, '"first" is in the engine')
+                quitter = httpx.AsyncClient(base_url=url, timeout=60)
+                abandoned = asyncio.ensure_future(
+                    quitter.post("/api/embed", json={"model": "fake", "input": ["a", "b", "c"]})
+                )
+                depth = 'embedserve_queue_depth{model="fake:latest"}'
+                await _until(lambda: _at_least(keeper, depth, 3), "the three texts are queued")
+                abandoned.cancel()  # hang up while queued
+                with pytest.raises(asyncio.CancelledError):
+                    await abandoned
+                await quitter.aclose()
+                gone = 'embedserve_http_responses_total{path="/api/embed",status="499"}'
+                await _until(lambda: _at_least(keeper, gone, 1), "the server saw the client go")
+                gate.set()
                 first = await busy
-                await asyncio.sleep(0.6)  # time for the batcher to have run them, had it kept them
                 later = await keeper.post("/api/embed", json={"model": "fake", "input": "after"})
                 assert later.status_code == 200
                 return first.status_code
 
-        assert asyncio.run(scenario()) == 200
+        try:
+            assert asyncio.run(scenario()) == 200
+        finally:
+            gate.set()
     assert engine.batches == [1, 1]  # "first" and "after"; the three abandoned texts never ran

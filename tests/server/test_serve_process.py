@@ -22,15 +22,25 @@ from embedserve.config import Settings
 HERE = Path(__file__).parent
 
 SCRIPT = """
-import sys
+import sys, time
+from pathlib import Path
 sys.path.insert(0, {here!r})
 from serverkit import FakeLoader, FakeStore, settings
 from embedserve.cli.serve import run
 from embedserve.server.app import create_app
+entered, release = Path(sys.argv[2]), Path(sys.argv[3])
+
+def hold(batch):  # the engine says it has a batch, then holds it until the test releases it
+    entered.touch()
+    deadline = time.monotonic() + 120
+    while not release.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+
 store = FakeStore()
-app = create_app(settings(), loader=FakeLoader(store, delay_per_batch=1.0), store=store)
-sys.exit(0 if run(app, "127.0.0.1", int(sys.argv[1]), grace=5) else 3)
+app = create_app(settings(), loader=FakeLoader(store, fail=hold), store=store)
+sys.exit(0 if run(app, "127.0.0.1", int(sys.argv[1]), grace=60) else 3)
 """
+UP_SECONDS = 120  # generous: a loaded 2-core box can take long to import and start a server
 
 
 def _port() -> int:
@@ -40,7 +50,24 @@ def _port() -> int:
     return port
 
 
-def _wait_up(url: str, proc: subprocess.Popen, timeout: float = 20) -> None:
+def _wait_until(condition, what: str, seconds: float = 60) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting until {what}"
+        time.sleep(0.02)
+
+
+def _refused(url: str) -> bool:
+    try:
+        httpx.get(url + "/", timeout=5)
+    except httpx.ConnectError:
+        return True
+    except httpx.HTTPError:
+        pass
+    return False
+
+
+def _wait_up(url: str, proc: subprocess.Popen, timeout: float = UP_SECONDS) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -54,38 +81,49 @@ def _wait_up(url: str, proc: subprocess.Popen, timeout: float = 20) -> None:
 
 
 def test_sigterm_finishes_in_flight_requests_and_exits_zero(tmp_path: Path) -> None:
+    """Waits on states, not on time: SIGTERM arrives while the request is held in the engine, and
+    the engine lets it go only once the server has stopped taking connections (shutting down)."""
     port = _port()
     script = tmp_path / "run.py"
     script.write_text(SCRIPT.format(here=str(HERE)))
-    proc = subprocess.Popen([sys.executable, str(script), str(port)], stderr=subprocess.PIPE)
+    entered, release = tmp_path / "entered", tmp_path / "release"
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(port), str(entered), str(release)],
+        stderr=subprocess.PIPE,
+    )
     url = f"http://127.0.0.1:{port}"
+    worker = None
     try:
         _wait_up(url, proc)
         assert (
-            httpx.post(url + "/api/embed", json={"model": "fake", "input": ""}).status_code == 200
+            httpx.post(url + "/api/embed", json={"model": "fake", "input": ""}, timeout=60).status_code == 200
         )
         result: dict[str, object] = {}
 
         def slow() -> None:
             r = httpx.post(
-                url + "/api/embed", json={"model": "fake", "input": "slow one"}, timeout=10
+                url + "/api/embed", json={"model": "fake", "input": "slow one"}, timeout=120
             )
             result["status"] = r.status_code
             result["n"] = len(r.json()["embeddings"])
 
         worker = threading.Thread(target=slow)
         worker.start()
-        time.sleep(0.4)  # the request is inside the (1 s) engine call
+        _wait_until(entered.exists, "the request is inside the engine call")
         proc.send_signal(signal.SIGTERM)
-        worker.join(10)
+        _wait_until(lambda: _refused(url), "the server stops accepting connections")
+        assert proc.poll() is None  # still up: the in-flight request holds the shutdown
+        release.touch()
+        worker.join(60)
         assert result == {"status": 200, "n": 1}
-        assert proc.wait(10) == 0
-        with pytest.raises(httpx.ConnectError):
-            httpx.get(url + "/", timeout=1)
+        assert proc.wait(60) == 0
     finally:
+        release.touch()
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+        if worker is not None:
+            worker.join(60)
 
 
 def test_cli_serve_binds_loopback_and_stops_on_sigterm(tmp_path: Path) -> None:
@@ -98,13 +136,13 @@ def test_cli_serve_binds_loopback_and_stops_on_sigterm(tmp_path: Path) -> None:
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_up(url, proc)
-        assert httpx.get(url + "/").text == "Ollama is running"
-        assert httpx.get(url + "/api/tags").json() == {"models": []}
-        r = httpx.post(url + "/api/embed", json={"model": "all-minilm", "input": "x"})
+        assert httpx.get(url + "/", timeout=60).text == "Ollama is running"
+        assert httpx.get(url + "/api/tags", timeout=60).json() == {"models": []}
+        r = httpx.post(url + "/api/embed", json={"model": "all-minilm", "input": "x"}, timeout=60)
         assert r.status_code == 404
         assert r.json() == {"error": 'model "all-minilm" not found, try pulling it first'}
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(15) == 0
+        assert proc.wait(60) == 0
         assert f"listening on http://127.0.0.1:{port}" in proc.stderr.read()
     finally:
         if proc.poll() is None:
