@@ -82,7 +82,11 @@ def test_bad_input_files(home: Path, capsys: pytest.CaptureFixture[str]) -> None
     (home / "badvec.jsonl").write_text('{"text": "ok", "embedding": [0.1, "x"]}\n')
     (home / "bin.txt").write_bytes(b"\xff\xfe\x00")
     (home / "x.pdf").write_text("x")
-    for name, msg in [("bad.jsonl", "bad.jsonl:2: expected an object"), ("badtext.jsonl", "badtext.jsonl:3: 'text' must"),
+    (home / "huge.jsonl").write_text('{"text": "ok"}\n{"text": "n", "n": ' + "9" * 5000 + "}\n")
+    (home / "broken.jsonl").write_text('{"text": "ok"}\n{"text": \n')
+    for name, msg in [("huge.jsonl", "huge.jsonl:2: not valid JSON (Exceeds the limit"),
+                      ("broken.jsonl", "broken.jsonl:2: not valid JSON (Expecting value)"),
+                      ("bad.jsonl", "bad.jsonl:2: expected an object"), ("badtext.jsonl", "badtext.jsonl:3: 'text' must"),
                       ("badvec.jsonl", "badvec.jsonl:1: 'embedding' must be a non-empty list of finite numbers"), ("bin.txt", "line 1 is not valid UTF-8"), ("x.pdf", "unsupported")]:
         assert main(["index", "add", "kb", str(home / name)]) == 1
         assert msg in capsys.readouterr().err

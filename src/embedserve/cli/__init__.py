@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from embedserve.errors import EmbedServeError
 
@@ -19,7 +20,7 @@ _MODULES = (
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, exit 1 (argparse's default is 2 + usage)
+    def error(self, message: str) -> NoReturn:  # one line, exit 1 (argparse's default is 2 + usage)
         print(f"Error: {message}", file=sys.stderr)
         raise SystemExit(1)
 

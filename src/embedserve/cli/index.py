@@ -97,8 +97,9 @@ def read_documents(path: Path) -> Iterator[dict[str, Any]]:
             continue
         try:
             obj = json.loads(line)
-        except ValueError as exc:
-            raise InputFileError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
+        except ValueError as exc:  # JSONDecodeError, or e.g. an integer past Python's digit limit
+            reason = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
+            raise InputFileError(f"{path}:{lineno}: not valid JSON ({reason})") from None
         if not isinstance(obj, dict):
             raise InputFileError(f"{path}:{lineno}: expected an object with a 'text' string")
         if obj.get("text") is not None and not isinstance(obj["text"], str):
@@ -110,10 +111,10 @@ def read_documents(path: Path) -> Iterator[dict[str, Any]]:
                 isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in emb)):
             raise InputFileError(f"{path}:{lineno}: 'embedding' must be a non-empty list of finite numbers")
         doc_id = obj.get("id")
-        text: str = obj.get("text") or ""
-        if doc_id is None and not text.strip() and emb is None:
+        body: str = obj.get("text") or ""
+        if doc_id is None and not body.strip() and emb is None:
             doc_id = f"{path.name}:{lineno}"  # an empty record is reported by where it is
-        doc = {"id": None if doc_id is None else str(doc_id), "text": text, "metadata": obj.get("metadata")}
+        doc = {"id": None if doc_id is None else str(doc_id), "text": body, "metadata": obj.get("metadata")}
         if emb is not None:
             doc["embedding"] = emb
         yield doc

@@ -9,13 +9,18 @@ on stderr), if it is missing. SIGTERM stops accepting connections, lets in-fligh
 from __future__ import annotations
 
 import argparse
+import math
 import signal
 import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from embedserve.config import DEFAULT_MODEL, Settings, load, parse_host
 from embedserve.errors import EmbedServeError, InvalidInput
+
+if TYPE_CHECKING:
+    from embedserve.ray.app import Plan
 
 
 def _address(args: argparse.Namespace, settings: Settings) -> Settings:
@@ -122,7 +127,7 @@ AUTOSCALE_FLAGS = (
 )
 
 
-def _ray_plan(args: argparse.Namespace) -> object | None:
+def _ray_plan(args: argparse.Namespace) -> Plan | None:
     """The Ray Serve plan for ``--ray``; Ray-only flags without ``--ray`` are an error."""
     ray_only = [
         flag
@@ -172,7 +177,8 @@ def run(
     log_level: str = "warning",
     tls: tuple[str, str] | None = None,
 ) -> bool:
-    """Serve ``app`` until SIGINT/SIGTERM; in-flight requests get ``grace`` seconds. True if it ran."""
+    """Serve ``app`` until SIGINT/SIGTERM; in-flight requests get ``grace`` seconds (rounded up).
+    True if it ran."""
     import uvicorn
 
     config = uvicorn.Config(
@@ -181,7 +187,7 @@ def run(
         port=port,
         log_level=log_level,
         lifespan="on",
-        timeout_graceful_shutdown=grace,
+        timeout_graceful_shutdown=math.ceil(grace),  # uvicorn takes whole seconds
         access_log=log_level == "debug",
         ssl_certfile=tls[0] if tls else None,
         ssl_keyfile=tls[1] if tls else None,

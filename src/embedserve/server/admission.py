@@ -22,7 +22,7 @@ class AdmissionMiddleware:
         if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] in EMBED_PATHS:
             state = getattr(scope["app"].state, "embedserve", None)
             admission = getattr(state, "admission", None)
-            if admission is not None and admission.saturated():
+            if state is not None and admission is not None and admission.saturated():
                 delay = admission.refusal_delay()
                 state.metrics.overloaded.inc(1, ("*",))
                 if delay:

@@ -197,10 +197,10 @@ async def pull(request: Request) -> Response:
 
     first = await queue.get()
     if first[0] == "done" and first[1].exception() is not None:
-        exc = first[1].exception()
-        if isinstance(exc, ModelNotFound):
-            raise HTTPError(404, str(exc))
-        raise exc
+        failure = first[1].exception()
+        if isinstance(failure, ModelNotFound):
+            raise HTTPError(404, str(failure))
+        raise failure
 
     async def lines() -> AsyncIterator[bytes]:
         item = first

@@ -6,7 +6,7 @@ import asyncio
 import time
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from starlette.requests import Request
@@ -63,10 +63,13 @@ def check_count(state: ServerState, n: int) -> None:
         raise TooManyInputs(n, state.settings.max_inputs)
 
 
+Inputs = list[str] | list[tuple[str, str]]  # texts; (query, document) pairs in mode "pairs"
+
+
 async def embed_texts(
     state: ServerState,
     model: str,
-    texts: list[str],
+    texts: Inputs,
     *,
     truncate: bool = True,
     keep_alive: float | None = None,
@@ -113,7 +116,7 @@ async def embed_texts(
 async def _embed(
     state: ServerState,
     model: str,
-    texts: list[str],
+    texts: Inputs,
     truncate: bool,
     keep_alive: float | None,
     num_ctx: int,
@@ -138,10 +141,6 @@ async def _embed(
         if not texts:
             return EmbedResult(np.zeros((0, 0), np.float32), 0, load_ns)
         assert resident.batcher is not None and resident.engine is not None
-        if mode == "embed":  # the model's prompts are for sentence embeddings only
-            info = resident.engine.info
-            texts = apply(resolve(info.prompts, info.default_prompt_name, prompt_name=prompt_name,
-                                  model=info.name), texts)
         limit = 0
         if 0 < num_ctx < resident.engine.info.max_tokens:
             if num_ctx < 3:  # no room for one token between the specials
@@ -154,8 +153,11 @@ async def _embed(
                 await wait(pending)
             vectors, tokens = await pending
             return EmbedResult(vectors, tokens, load_ns)
+        info = resident.engine.info  # the model's prompts are for sentence embeddings only
+        sentences = apply(resolve(info.prompts, info.default_prompt_name, prompt_name=prompt_name,
+                                  model=info.name), cast(list[str], texts))
         vectors, tokens = await embed_cached(
-            state.cache, resident.batcher, resident.engine.info, texts,
+            state.cache, resident.batcher, info, sentences,
             truncate=truncate, limit=limit, wait=wait, on_compute=on_compute,
         )
         return EmbedResult(vectors, tokens, load_ns)
