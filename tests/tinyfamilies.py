@@ -47,6 +47,25 @@ def unigram_tokenizer(folder: Path, *, vocab_size: int = 300) -> int:
     return tok.get_vocab_size()
 
 
+def sentencepiece_tokenizer(folder: Path, *, vocab_size: int = 120) -> int:
+    """XLM-R's own tokenizer files: a real SentencePiece Unigram model trained tiny
+    (``sentencepiece.bpe.model``, what llama.cpp's converter reads) and the ``tokenizer.json``
+    transformers derives from it (fairseq's ids: ``<s> <pad> </s> <unk>``, pieces shifted by
+    one, ``<mask>`` last). Needs the ``sentencepiece`` package."""
+    import sentencepiece as spm
+    import transformers as tf
+
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(CORPUS * 20), model_prefix=str(folder / "sentencepiece.bpe"),
+        vocab_size=vocab_size, hard_vocab_limit=False, model_type="unigram",
+        character_coverage=1.0, unk_id=0, bos_id=1, eos_id=2, pad_id=-1, minloglevel=2,
+    )
+    (folder / "sentencepiece.bpe.vocab").unlink()
+    tok = tf.XLMRobertaTokenizer.from_pretrained(str(folder))
+    tok.save_pretrained(str(folder))
+    return len(tok)
+
+
 def wordpiece_tokenizer(folder: Path, specials: tuple[str, str, str, str, str]) -> int:
     """A WordPiece tokenizer.json whose first ids are ``specials`` (cls, pad, sep, unk, mask order
     as given: BERT's [PAD] [UNK] [CLS] [SEP] [MASK], MPNet's <s> <pad> </s> <unk> <mask>)."""
@@ -96,16 +115,20 @@ def _st_files(folder: Path, *, hidden: int, pooling: str, max_seq_length: int, n
         "prompts": prompts or {}, "default_prompt_name": default_prompt,
         "similarity_fn_name": "cosine",
     }))
-    (folder / "tokenizer_config.json").write_text(json.dumps(
-        {"tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": max_seq_length,
+    config_path = folder / "tokenizer_config.json"  # transformers may have written one already
+    existing = json.loads(config_path.read_text()) if config_path.is_file() else {}
+    config_path.write_text(json.dumps(
+        {"tokenizer_class": "PreTrainedTokenizerFast", **existing, "model_max_length": max_seq_length,
          **tokenizer_config}))
 
 
 def make_hf_model(folder: Path, family: str, *, layers: int = 2, hidden: int = 32, heads: int = 4,
                   max_seq_length: int = 40, pooling: str = "mean", normalize: bool = True,
                   prompts: dict[str, str] | None = None, default_prompt: str | None = None,
-                  seed: int = 0) -> Path:
-    """A tiny ``family`` ("bert", "roberta", "xlm-roberta", "mpnet") folder made by transformers."""
+                  seed: int = 0, sentencepiece: bool = False) -> Path:
+    """A tiny ``family`` ("bert", "roberta", "xlm-roberta", "mpnet") folder made by transformers;
+    ``sentencepiece``: XLM-R's tokenizer from a real SentencePiece model (see
+    :func:`sentencepiece_tokenizer`), else one trained by ``tokenizers``."""
     import torch
     import transformers as tf
 
@@ -121,7 +144,7 @@ def make_hf_model(folder: Path, family: str, *, layers: int = 2, hidden: int = 3
         special = {"cls_token": "[CLS]", "sep_token": "[SEP]", "pad_token": "[PAD]", "unk_token": "[UNK]"}
         model_cls: Any = tf.BertModel
     elif family in ("roberta", "xlm-roberta"):
-        vocab = unigram_tokenizer(folder)
+        vocab = sentencepiece_tokenizer(folder) if sentencepiece else unigram_tokenizer(folder)
         config_cls = tf.XLMRobertaConfig if family == "xlm-roberta" else tf.RobertaConfig
         cfg = config_cls(vocab_size=vocab, max_position_embeddings=max_seq_length + 2,
                          pad_token_id=1, bos_token_id=0, eos_token_id=2, type_vocab_size=1,

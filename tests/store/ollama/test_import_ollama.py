@@ -192,6 +192,32 @@ def test_a_cased_vocabulary_without_the_lowercase_key_keeps_case(tmp_path: Path)
         tokenizer_json(meta)
 
 
+def test_a_sentencepiece_vocabulary_strips_spaces_and_gets_its_mask_back() -> None:
+    """As llama.cpp's converter writes XLM-R: fairseq ids shifted by one, ``<mask>``'s id holding a
+    ``[PAD<n>]`` placeholder, ``remove_extra_whitespaces`` (SentencePiece drops spaces at both ends
+    and collapses runs: no stray trailing ``▁``)."""
+    from tokenizers import Tokenizer
+
+    from embedserve.store.ollama.tokenizer import tokenizer_json
+
+    pieces = ["<s>", "<pad>", "</s>", "<unk>", "\u2581", "\u2581a", "b", "\u2581b", "<", ">", "m"]
+    meta = {
+        "tokenizer.ggml.model": "t5",
+        "tokenizer.ggml.tokens": pieces + ["[PAD11]"],
+        "tokenizer.ggml.scores": [0.0] * 4 + [-2.0, -1.0, -3.0, -1.5, -4.0, -4.0, -4.0, -10000.0],
+        "tokenizer.ggml.token_type": [3, 3, 3, 2] + [1] * 7 + [5],
+        "tokenizer.ggml.bos_token_id": 0, "tokenizer.ggml.eos_token_id": 2,
+        "tokenizer.ggml.unknown_token_id": 3, "tokenizer.ggml.mask_token_id": 11,
+        "tokenizer.ggml.remove_extra_whitespaces": True,
+    }
+    tok = Tokenizer.from_str(tokenizer_json(meta))
+    for text in ("a b", "  a   b  ", "a b ", " a b"):
+        assert tok.encode(text).tokens == ["<s>", "\u2581a", "\u2581b", "</s>"], repr(text)
+    assert tok.encode("a <mask> b").ids == [0, 5, 11, 7, 2]
+    meta["tokenizer.ggml.remove_extra_whitespaces"] = False
+    assert Tokenizer.from_str(tokenizer_json(meta)).encode("a b ").tokens[-2:] == ["\u2581", "</s>"]
+
+
 def test_layout_names_follow_ollama(tmp_path: Path, tiny_gguf: Path) -> None:
     from embedserve.store.ollama.layout import OllamaName, OllamaStore
 

@@ -7,19 +7,24 @@
   ``tokenizer.ggml.normalizer.lowercase`` when the file has it; older files lack the key, and
   there a vocabulary with upper-case pieces is taken to be cased.
 * ``tokenizer.ggml.model == "t5"`` (SentencePiece Unigram, XLM-RoBERTa's): pieces with their scores,
-  the ``precompiled_charsmap`` normaliser, Metaspace pre-tokeniser, ``<s> $A </s>`` template.
+  the ``precompiled_charsmap`` normaliser, SentencePiece's ``remove_extra_whitespaces`` (spaces
+  stripped at both ends and runs collapsed, after the charsmap), Metaspace pre-tokeniser,
+  ``<s> $A </s>`` template. llama.cpp's converter shifts fairseq's vocabulary by one and loses
+  ``<mask>``: its id (``mask_token_id``) holds a ``[PAD<n>]`` placeholder, named ``<mask>`` again here.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import re
 from typing import Any
 
 from embedserve.errors import InvalidInput
 
 NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6
 _PHANTOM = "\u2581"
+_PLACEHOLDER = re.compile(r"\[PAD\d+\]")  # the converter's filler for ids SentencePiece lacks
 
 
 def _ids(meta: dict[str, Any], *keys: str) -> int | None:
@@ -103,7 +108,16 @@ def _wordpiece(meta: dict[str, Any], tokens: list[str], types: list[int]) -> dic
     }
 
 
+def _restore_mask(meta: dict[str, Any], tokens: list[str], types: list[int]) -> None:
+    mask = _ids(meta, "mask_token_id")
+    if mask is not None and 0 <= mask < len(tokens) and types[mask] == UNUSED and _PLACEHOLDER.fullmatch(
+        tokens[mask]
+    ):
+        tokens[mask], types[mask] = "<mask>", CONTROL
+
+
 def _unigram(meta: dict[str, Any], tokens: list[str], types: list[int]) -> dict[str, Any]:
+    _restore_mask(meta, tokens, types)
     scores = meta.get("tokenizer.ggml.scores") or [0.0] * len(tokens)
     unk = _ids(meta, "unknown_token_id")
     if unk is None:
@@ -114,7 +128,8 @@ def _unigram(meta: dict[str, Any], tokens: list[str], types: list[int]) -> dict[
         raw = bytes(int(b) & 0xFF for b in charsmap)
         normalizers.append({"type": "Precompiled",
                             "precompiled_charsmap": base64.b64encode(raw).decode("ascii")})
-    if meta.get("tokenizer.ggml.remove_extra_whitespaces", True):
+    if meta.get("tokenizer.ggml.remove_extra_whitespaces", True):  # as SentencePiece and llama.cpp
+        normalizers.append({"type": "Replace", "pattern": {"Regex": "^ +| +$"}, "content": ""})
         normalizers.append({"type": "Replace", "pattern": {"Regex": " {2,}"}, "content": " "})
     prefix = "always" if meta.get("tokenizer.ggml.add_space_prefix", True) else "never"
     cls = _need(_ids(meta, "cls_token_id", "bos_token_id"), "BOS", tokens, "<s>")
