@@ -238,6 +238,20 @@ def llama_cpp_tree(cache: Path) -> Path | None:
     return tree
 
 
+def converter(request: Any) -> Path:
+    """For a fixture: llama.cpp's converter tree, cached by pytest; skips (fails in CI) without
+    pip access, and without torch and transformers, which the converter runs on."""
+    import pytest
+    from servicekit import require
+
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    tree = llama_cpp_tree(Path(request.config.cache.mkdir("llama-cpp-python")))
+    require(tree is not None, "pip access to the llama-cpp-python sdist (llama.cpp's converter)")
+    assert tree is not None
+    return tree
+
+
 def convert_with_llama_cpp(tree: Path, folder: Path, out: Path, outtype: str) -> Path:
     """Run llama.cpp's own converter on a Hugging Face folder (its vendored gguf-py first)."""
     env = dict(os.environ, PYTHONPATH=str(tree / "gguf-py"), NO_LOCAL_GGUF="")

@@ -172,14 +172,31 @@ def make_hf_model(folder: Path, family: str, *, layers: int = 2, hidden: int = 3
     return folder
 
 
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
+
+
 def make_nomic(folder: Path, *, layers: int = 2, hidden: int = 32, heads: int = 4,
                intermediate: int = 48, max_seq_length: int = 64, seed: int = 0,
-               prompts: dict[str, str] | None = None) -> Path:
-    """A tiny NomicBERT folder (nomic-embed-text's config keys and tensor names), numpy weights."""
+               prompts: dict[str, str] | None = None, tokenizer_from: Path | None = None) -> Path:
+    """A tiny NomicBERT folder (nomic-embed-text's config keys and tensor names), numpy weights.
+
+    ``tokenizer_from``: a folder whose BERT WordPiece tokenizer files are copied (nomic-embed-text
+    uses bert-base-uncased's, as all-MiniLM does): llama.cpp's converter only takes a vocabulary
+    it knows by hash; otherwise a tiny one is made."""
+    import shutil
+
     from safetensors.numpy import save_file
 
     folder.mkdir(parents=True, exist_ok=True)
-    vocab = wordpiece_tokenizer(folder, ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"))
+    if tokenizer_from is None:
+        vocab = wordpiece_tokenizer(folder, ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"))
+    else:
+        from tokenizers import Tokenizer
+
+        for name in _TOKENIZER_FILES:
+            if (tokenizer_from / name).is_file():
+                shutil.copyfile(tokenizer_from / name, folder / name)
+        vocab = Tokenizer.from_file(str(folder / "tokenizer.json")).get_vocab_size()
     config = {
         "architectures": ["NomicBertModel"], "model_type": "nomic_bert",
         "activation_function": "swiglu", "causal": False, "n_embd": hidden, "n_head": heads,
@@ -187,9 +204,15 @@ def make_nomic(folder: Path, *, layers: int = 2, hidden: int = 32, heads: int = 
         "parallel_block": False, "qkv_proj_bias": False, "mlp_fc1_bias": False,
         "mlp_fc2_bias": False, "rotary_emb_base": 1000, "rotary_emb_fraction": 1.0,
         "rotary_emb_interleaved": False, "rotary_scaling_factor": None,
+        "rotary_emb_scale_base": None, "max_trained_positions": 2048,
         "layer_norm_epsilon": 1e-12, "type_vocab_size": 2, "vocab_size": vocab,
         "use_rms_norm": False, "pad_token_id": 0, "bos_token_id": None, "eos_token_id": None,
     }
+    # transformers >= 5 knows nomic_bert natively, with Hugging Face key names and the real
+    # model's sizes as defaults; llama.cpp's converter reads the config through it, so the tiny
+    # sizes are repeated under those names (what nomic-ai's own loader reads is unchanged)
+    config.update(hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
+                  intermediate_size=intermediate, layer_norm_eps=1e-12)
     (folder / "config.json").write_text(json.dumps(config, indent=2))
     rng = np.random.default_rng(seed)
 
