@@ -200,6 +200,11 @@ def _interleaved(rounds: int, contenders: dict[str, Any]) -> dict[str, list[floa
     return out
 
 
+def _partial(out: dict[str, Any]) -> None:
+    """What is measured so far, on stderr (a run cut short keeps it)."""
+    print(json.dumps(out), file=sys.stderr, flush=True)
+
+
 def _timed_rate(n: int, fn: Any) -> Any:
     def run() -> float:
         t = time.perf_counter()
@@ -250,6 +255,7 @@ def run_throughput(model: str, n_pairs: int, data_dir: Path | None, n_texts: int
         out["library_texts_per_s"] = {k: round(med(v), 1) for k, v in lib.items()}
         out["library_token_over_pooled"] = round(med(lib["encode_token"]) / med(lib["encode"]), 3)
         out["library_rounds"] = {k: [round(x, 1) for x in v] for k, v in lib.items()}
+        _partial(out)
 
         # library rerank vs sentence-transformers on the same pairs
         rr = Reranker("bench-rerank", settings=settings)
@@ -263,6 +269,7 @@ def run_throughput(model: str, n_pairs: int, data_dir: Path | None, n_texts: int
         out["rerank_pairs_per_s"] = {k: round(med(v), 1) for k, v in rer.items()}
         out["rerank_ratio"] = round(med(rer["embedserve"]) / med(rer["sentence_transformers"]), 2)
         out["rerank_rounds"] = {k: [round(x, 1) for x in v] for k, v in rer.items()}
+        _partial(out)
 
         # HTTP: an embedserve serve subprocess, raw clients
         port = _free_port()
@@ -285,6 +292,7 @@ def run_throughput(model: str, n_pairs: int, data_dir: Path | None, n_texts: int
             out[f"http_texts_per_s_{clients}_clients"] = {k: round(med(v), 1) for k, v in http.items()}
             out["http_token_over_pooled"] = round(med(http["/embed_all"]) / med(http["/api/embed"]), 3)
             out["http_rounds"] = {k: [round(x, 1) for x in v] for k, v in http.items()}
+            _partial(out)
             reqs = [_raw_rate(url, "/v1/rerank", rerank, 4) for _ in range(rounds)]
             out["rerank_pairs_per_s"]["http_v1_rerank_4_clients"] = round(med(reqs) * per_query, 1)
         finally:
