@@ -41,8 +41,10 @@ def llama_cpp() -> Any:
 
 
 @pytest.fixture(scope="module")
-def setup(request: pytest.FixtureRequest, real_home: Path, llama_cpp: Any,
+def setup(llama_cpp: Any, request: pytest.FixtureRequest, real_home: Path,
           tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The tiny folder, its f32 GGUF, a home with it created, the texts (llama_cpp first: without
+    it nothing is pulled or converted before the skip)."""
     from tinyfamilies import make_nomic
 
     tree = converter(request)
@@ -62,7 +64,9 @@ def setup(request: pytest.FixtureRequest, real_home: Path, llama_cpp: Any,
 
 
 def _llama_vectors(llama_cpp: Any, gguf: Path, ids: list[list[int]]) -> np.ndarray:
-    """llama.cpp's pooled, L2-normalised vector of each token sequence, one sequence a decode."""
+    """llama.cpp's pooled, L2-normalised vector of each token sequence, one sequence a decode
+    (``Llama.embed`` takes text and cuts it at n_batch without the closing ``[SEP]``, so its batch
+    and context are driven directly: private attributes of llama-cpp-python 0.3.x)."""
     llm = llama_cpp.Llama(str(gguf), embedding=True, n_ctx=WINDOW, n_batch=WINDOW,
                           n_ubatch=WINDOW, verbose=False)
     assert llm.pooling_type() == llama_cpp.LLAMA_POOLING_TYPE_MEAN
@@ -78,7 +82,7 @@ def _llama_vectors(llama_cpp: Any, gguf: Path, ids: list[list[int]]) -> np.ndarr
     return np.stack(out)
 
 
-def test_nomic_graph_equals_llama_cpp(setup: dict[str, Any], llama_cpp: Any) -> None:
+def test_nomic_graph_equals_llama_cpp(llama_cpp: Any, setup: dict[str, Any]) -> None:
     emb = Embedder("nomic-tiny", settings=Settings(home=setup["home"], offline=True))
     texts = setup["texts"]
     ids = [list(x) for x in emb.engine.tokenize(texts)]
@@ -102,7 +106,7 @@ def test_nomic_graph_equals_llama_cpp(setup: dict[str, Any], llama_cpp: Any) -> 
     assert ((api * got[:40]).sum(1)).min() >= 0.9999
 
 
-def test_imported_nomic_gguf_equals_llama_cpp(setup: dict[str, Any], llama_cpp: Any, home: Path,
+def test_imported_nomic_gguf_equals_llama_cpp(llama_cpp: Any, setup: dict[str, Any], home: Path,
                                              tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     root = tmp_path / "ollama-models"
     ollama_layout(root, "nomic-embed-text:tiny", setup["gguf"], family="nomic-bert")

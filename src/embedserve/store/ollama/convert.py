@@ -10,7 +10,7 @@ The inverse of llama.cpp's ``convert_hf_to_gguf.py`` for the architectures embed
   (``ffn_up`` x silu(``ffn_gate``)), a fused QKV, no biases; written back with nomic-ai's config
   keys and tensor names. The MoE variant (``nomic-bert-moe``) is refused.
 
-Tensor names go GGUF role -> the family's own names (:mod:`embedserve.store.graph.family`), so the
+Tensor names go GGUF role -> the family's own names (:mod:`embedserve.store.family`), so the
 two tables cannot drift apart.
 
 Written: ``config.json`` (from ``<arch>.*`` keys), ``model.safetensors`` (tensors renamed back to
@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from embedserve.errors import InvalidInput
-from embedserve.store.graph.family import BERT, NOMIC_BERT, Family
+from embedserve.store.family import BERT, NOMIC_BERT, Family
 from embedserve.store.ollama.gguf_file import GGUFFile
 from embedserve.store.ollama.tokenizer import tokenizer_json
 
