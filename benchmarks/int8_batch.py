@@ -1,10 +1,13 @@
-"""int8 with per-row activation scales (today's tag) against per-tensor scales (the tag before) and
-the exact fp32 graph: batch invariance, STS-B dev quality and speed, all in one run.
+"""int8 with static activation ranges (today's tag) against per-row scales computed per call and
+per-tensor scales (the two tags before) and the exact fp32 graph: batch invariance, STS-B dev
+quality and speed, all in one run.
 
     .venv/bin/python benchmarks/int8_batch.py --home ~/.embedserve [--passes 3] [--data DIR]
 
-Needs ``all-minilm`` installed in the home and ../shared/data (STS-B dev). The per-tensor graph is
-the previous builder's (``DynamicQuantizeMatMul``), rebuilt here by swapping that one method.
+Needs ``all-minilm`` installed in the home and ../shared/data (STS-B dev). The per-tensor and
+per-row graphs are the previous builders' (``DynamicQuantizeMatMul``; Abs/ReduceMax row scales,
+``QuantizeLinear`` along axis 0, ``MatMulIntegerToFloat``, row ``Mul``), rebuilt here by swapping
+that one method.
 Speed: texts/s over the 2,910 unique STS-B dev sentences in shuffled batches of 32 (the server's
 size), best of ``--passes`` interleaved passes; single text p50 over 300 of them.
 """
@@ -37,9 +40,34 @@ class PerTensorBuilder(GraphBuilder):
                        [x, self.const(name + "_q", q), self.const(name + "_scale", scale)], domain=MS)
 
 
-def _engine(folder: Path, quantization: str, out: Path, per_tensor: bool = False) -> OnnxEngine:
-    if per_tensor:
-        graph_pkg.GraphBuilder = PerTensorBuilder  # type: ignore[misc]
+class PerRowBuilder(GraphBuilder):
+    def int8_matmul(self, x: str, weight: np.ndarray, name: str) -> str:
+        q, w_scale = quantize_per_channel(weight)
+        absmax = self.op("ReduceMax", [self.op("Abs", [x])], axes=[-1], keepdims=1)
+        row = self.op("Mul", [self.op("Max", [absmax, self._shared("int8_tiny", np.float32(1e-30))]),
+                              self._shared("int8_inv127", np.float32(1.0 / 127.0))])
+        flat = self.op("Reshape", [row, self._shared("int8_flat", np.array([-1], np.int64))])
+        zero = self._shared("int8_zp", np.uint8(128))
+        zp = self.op("Expand", [zero, self.op("Shape", [flat])])
+        xq = self.op("QuantizeLinear", [x, flat, zp], axis=0)
+        y = self.op("MatMulIntegerToFloat",
+                    [xq, self.const(name + "_q", q), self._shared("int8_one", np.float32(1.0)),
+                     self.const(name + "_scale", w_scale), zero], domain=MS)
+        return self.op("Mul", [y, row])
+
+
+class StaticPerRowDownBuilder(GraphBuilder):
+    """Static ranges, but the FFN's second MatMul (GELU output: long-tailed) per row."""
+
+    def int8_matmul(self, x: str, weight: np.ndarray, name: str) -> str:
+        if name.endswith("_out_w"):
+            return PerRowBuilder.int8_matmul(self, x, weight, name)  # type: ignore[arg-type]
+        return super().int8_matmul(x, weight, name)
+
+
+def _engine(folder: Path, quantization: str, out: Path,
+            builder: type[GraphBuilder] = GraphBuilder) -> OnnxEngine:
+    graph_pkg.GraphBuilder = builder  # type: ignore[misc]
     try:
         graph_pkg.save_graph(graph_pkg.build_graph(folder, quantization), out)
     finally:
@@ -73,8 +101,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         engines = {
             "exact (fp32)": _engine(folder, "fp32", Path(tmp) / "fp32.onnx"),
-            "int8 per-tensor (before)": _engine(folder, "int8", Path(tmp) / "pt.onnx", True),
-            "int8 per-row (now)": _engine(folder, "int8", Path(tmp) / "pr.onnx"),
+            "int8 per-tensor (g6 and before)": _engine(folder, "int8", Path(tmp) / "pt.onnx",
+                                                       PerTensorBuilder),
+            "int8 per-row (g6-g7)": _engine(folder, "int8", Path(tmp) / "pr.onnx", PerRowBuilder),
+            "int8 static ranges (now)": _engine(folder, "int8", Path(tmp) / "st.onnx"),
+            "int8 static, FFN output per row": _engine(folder, "int8", Path(tmp) / "sd.onnx",
+                                                       StaticPerRowDownBuilder),
         }
         ids = {t: i for t, i in zip(every, engines["exact (fp32)"].tokenize(every))}
         batches = [[ids[t] for t in order[i : i + 32]] for i in range(0, len(order), 32)]
@@ -104,8 +136,14 @@ def main() -> None:
             exact_score = score if exact_score is None else exact_score
             print(f"| {name} | {max(speed[name]):,.0f} | {statistics.median(single[name]):.2f} | "
                   f"{inv:.6f} | {score:.4f} | {score - exact_score:+.4f} |")
-        base = max(speed["int8 per-tensor (before)"])
-        print(f"\nper-row / per-tensor speed: {max(speed['int8 per-row (now)']) / base:.3f}x")
+        base = max(speed["int8 per-tensor (g6 and before)"])
+        print()
+        for name in list(engines)[2:]:
+            print(f"{name} / per-tensor speed: {max(speed[name]) / base:.3f}x, single text p50 "
+                  f"{statistics.median(single[name]):.2f} vs "
+                  f"{statistics.median(single['int8 per-tensor (g6 and before)']):.2f} ms; per pass: "
+                  + ", ".join(f"{a / b:.3f}" for a, b in
+                              zip(speed[name], speed["int8 per-tensor (g6 and before)"])))
 
 
 if __name__ == "__main__":

@@ -151,9 +151,6 @@ def test_qkv_projection_runs_on_the_real_tokens_only(
         scatter = producer[reshape.input[0]]
         group = producer[scatter.input[2]]  # ScatterND(zeros, token rows, packed updates)
         proj = producer[group.input[0]]
-        if quantization == "int8":  # the row scales are applied after the integer product
-            assert proj.op_type == "Mul"
-            proj = producer[proj.input[0]]
         assert [n.op_type for n in (split, reshape, scatter, group, proj)] == [
             "Split", "Reshape", "ScatterND", "Split", projection]
         assert "_qkv_w" in proj.input[1]  # the packed-token projection itself

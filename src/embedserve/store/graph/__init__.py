@@ -15,8 +15,9 @@ Inputs: ``input_ids`` int64 [batch, seq], ``attention_mask`` int64 [batch, seq],
 ``width_a`` int64 [1] (rows sorted by length; the first ``split`` rows need at most ``width_a``
 columns: attention pads them only that far); ``key_mask`` and ``token_type_ids`` int64 [batch,
 seq] where a head needs them. Outputs: the heads' (``pooled`` float32 [batch, hidden], ...).
-``quantization="int8"``: per-channel int8 weight MatMuls, activations quantized per token row
-(batch-invariant; :meth:`.builder.GraphBuilder.int8_matmul`). ``device="cuda"``: int8 built from
+``quantization="int8"``: per-channel int8 weight MatMuls, activations quantized with static ranges
+calibrated when the graph is built (batch-invariant; :mod:`.calibrate`,
+:meth:`.builder.GraphBuilder.int8_matmul`). ``device="cuda"``: int8 built from
 ops that have CUDA kernels (the fp32 graph is the same for both devices).
 Nothing assumes a layer count or a width: all of it is read from config.json.
 """
@@ -27,6 +28,7 @@ import os
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import onnx
 from onnx import TensorProto, helper
@@ -35,6 +37,7 @@ from embedserve.errors import StoreError
 from embedserve.store.family import Family, Shape, detect
 from embedserve.store.folder import inspect_folder
 from embedserve.store.graph.builder import MS, GraphBuilder, quantize_per_channel
+from embedserve.store.graph.calibrate import Probe, calibration_rows, measure_ranges
 from embedserve.store.graph.embeddings import embed
 from embedserve.store.graph.encoder import Encoder
 from embedserve.store.graph.heads import HEADS, NEEDS, HeadInput
@@ -42,7 +45,10 @@ from embedserve.store.graph.layout import Groups
 from embedserve.store.graph.weights import Weights, load_weights
 from embedserve.store.kinds import heads_of
 
-GRAPH_FORMAT = 7  # bump when the graph layout changes, so cached graphs are rebuilt (6: per-row int8; 7: heads by kind, tokens output)
+if TYPE_CHECKING:
+    from embedserve.store.folder import FolderInfo
+
+GRAPH_FORMAT = 8  # bump when the graph layout changes, so cached graphs are rebuilt (6: per-row int8; 7: heads by kind, tokens output; 8: static int8 activations)
 
 __all__ = ["GRAPH_FORMAT", "build_graph", "save_graph", "load_weights", "quantize_per_channel",
            "detect", "Family", "Shape"]
@@ -53,7 +59,8 @@ def build_graph(folder: Path, quantization: str = "fp32",
     """Build the fused graph for the sentence-transformers folder ``folder``.
 
     ``quantization="int8"``: the weight MatMuls (not the attention products, LayerNorms, softmax or
-    embeddings) use per-channel int8 weights and per-row int8 activations.
+    embeddings) use per-channel int8 weights and int8 activations with static ranges, measured by
+    running the float graph on packaged calibration text first (:mod:`.calibrate`).
     ``heads``: names in :data:`.heads.HEADS`, each adding its outputs; by default the folder's
     kind decides (:func:`embedserve.store.kinds.heads_of`: an embedder gets ``pooled`` and
     ``tokens``, a ColBERT checkpoint ``colbert``, a cross-encoder ``scores``).
@@ -69,9 +76,19 @@ def build_graph(folder: Path, quantization: str = "fp32",
                          f"known: {', '.join(HEADS)}")
     fam, shape = detect(meta.config)
     w = Weights(load_weights(folder))
-
     needs = {need for h in heads for need in NEEDS.get(h, ())}
-    g = GraphBuilder(cuda=device == "cuda")
+    ranges = None
+    if int8:  # static activation ranges, measured on the float graph of the same layout
+        probe = Probe()
+        rows = calibration_rows(folder / "tokenizer.json", meta.max_tokens, "token_type_ids" in needs)
+        ranges = measure_ranges(_assemble(probe, fam, shape, w, meta, heads, needs, int8),
+                                probe.inputs, rows, needs)
+    g = GraphBuilder(cuda=device == "cuda", ranges=ranges)
+    return _assemble(g, fam, shape, w, meta, heads, needs, int8)
+
+
+def _assemble(g: GraphBuilder, fam: Family, shape: Shape, w: Weights, meta: FolderInfo,
+              heads: Sequence[str], needs: set[str], int8: bool) -> onnx.ModelProto:
     x = embed(g, fam, shape, w, token_types="token_type_ids" in needs)
     groups = Groups(g, shape.hidden, keys="key_mask" if "key_mask" in needs else "")
     encoder = Encoder(g, fam, shape, w, groups, int8)
