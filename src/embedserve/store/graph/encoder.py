@@ -7,7 +7,8 @@ relative-position bias where the family has one) on each of two padded length gr
 ``BiasGelu`` -> ``MatMul``, or SwiGLU: one ``MatMul`` for up and gate, ``up * silu(gate)``,
 ``MatMul``) -> ``Add`` bias + residual -> ``LayerNormalization``.
 
-int8: every weight MatMul per-channel int8 with activations quantized per call; GELU as
+int8: every weight MatMul per-channel int8 with activations quantized over ranges calibrated when
+the graph is built (:mod:`.calibrate`); GELU as
 ``FastGelu`` (tanh: ~6 % faster, moves STS-B by < 0.0001; the exact tag keeps erf-GELU).
 """
 
@@ -63,7 +64,7 @@ class Encoder:
         g, s, int8 = self.g, self.shape, self.int8
         p = self.fam.layer_prefix.format(i=i)
         qkv_w, qkv_b = self._qkv(p)
-        # the projection on the real tokens; int8: DynamicQuantizeMatMul. (ORT's QAttention,
+        # the projection on the real tokens; int8: QuantizeLinear + MatMulIntegerToFloat. (ORT's QAttention,
         # which projects inside, divides by zero on an empty group; with groups it was no faster
         # on random batches of 32, 902 vs 915 texts/s, and 5 % faster on sorted ones.)
         qkv = g.matmul(x, qkv_w, f"l{i}_qkv_w", int8)
