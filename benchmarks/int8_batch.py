@@ -69,7 +69,10 @@ def _engine(folder: Path, quantization: str, out: Path,
             builder: type[GraphBuilder] = GraphBuilder) -> OnnxEngine:
     graph_pkg.GraphBuilder = builder  # type: ignore[misc]
     try:
-        graph_pkg.save_graph(graph_pkg.build_graph(folder, quantization), out)
+        t0 = time.perf_counter()
+        model = graph_pkg.build_graph(folder, quantization)
+        print(f"{out.stem}: graph built in {time.perf_counter() - t0:.2f} s", flush=True)
+        graph_pkg.save_graph(model, out)
     finally:
         graph_pkg.GraphBuilder = GraphBuilder  # type: ignore[misc]
     meta = inspect_folder(folder)
