@@ -14,7 +14,7 @@ from tinybert import make_tiny_bert
 
 from embedserve.store.folder import inspect_folder
 from embedserve.store.graph import build_graph, load_weights
-from embedserve.store.graph.builder import activation_quant
+from embedserve.store.graph.builder import Range, activation_quant
 from embedserve.store.graph.calibrate import calibration_rows
 
 
@@ -72,3 +72,43 @@ def test_the_same_weights_give_the_same_int8_graph(folder: Path) -> None:
     cpu = {t.name: int(numpy_helper.to_array(t)) for t in onnx.ModelProto.FromString(one).graph.initializer
            if t.name.endswith("_xzp")}
     assert zps and {k: v + 128 for k, v in zps.items()} == cpu  # the same integers, shifted to int8
+
+
+def _one_matmul(rng_: Range, cuda: bool = False) -> tuple:
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    from embedserve.store.graph.builder import MS, GraphBuilder
+
+    weight = np.random.default_rng(0).standard_normal((16, 8)).astype(np.float32)
+    g = GraphBuilder(cuda=cuda, ranges={"w": rng_})
+    g.nodes.append(helper.make_node("Identity", [g.int8_matmul("x", weight, "w")], ["y"]))
+    graph = helper.make_graph(g.nodes, "m", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["t", 16])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["t", 8])],
+                              initializer=g.inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid(MS, 1)])
+    model.ir_version = 8
+    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]), weight, g
+
+
+def test_outlier_tokens_get_per_row_scales_the_rest_static() -> None:
+    """A range whose typical row spans few steps of a static scale (outlier tokens) is quantized per
+    row at run time; either way a row's result does not depend on the rows beside it."""
+    from embedserve.store.graph.builder import MIN_LEVELS, Range
+
+    x = np.random.default_rng(1).standard_normal((6, 16)).astype(np.float32)
+    x[0] *= 40  # an outlier token, as calibration saw one
+    wide = Range(float(x.min()), float(x.max()), float(np.median(np.abs(x).max(1))))
+    tight = Range(-4.0, 4.0, 2.5)
+    assert wide.levels() < MIN_LEVELS <= tight.levels()
+    for rng_, per_row in ((wide, True), (tight, False)):
+        for cuda in (False, True):
+            sess, weight, g = _one_matmul(rng_, cuda)
+            assert ("ReduceMax" in {n.op_type for n in g.nodes}) == per_row
+            rows = x if per_row else x[1:]  # static: the tokens inside the calibrated range
+            both = sess.run(None, {"x": rows})[0]
+            alone = np.concatenate([sess.run(None, {"x": r[None]})[0] for r in rows])
+            np.testing.assert_array_equal(both, alone)
+            ref = rows @ weight
+            rel = np.abs(both - ref).max(1) / np.abs(ref).max(1)
+            assert rel.max() < 0.05, (per_row, cuda, rel)

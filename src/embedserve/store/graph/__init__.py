@@ -16,8 +16,8 @@ Inputs: ``input_ids`` int64 [batch, seq], ``attention_mask`` int64 [batch, seq],
 columns: attention pads them only that far); ``key_mask`` and ``token_type_ids`` int64 [batch,
 seq] where a head needs them. Outputs: the heads' (``pooled`` float32 [batch, hidden], ...).
 ``quantization="int8"``: per-channel int8 weight MatMuls, activations quantized with static ranges
-calibrated when the graph is built (batch-invariant; :mod:`.calibrate`,
-:meth:`.builder.GraphBuilder.int8_matmul`). ``device="cuda"``: int8 built from
+calibrated when the graph is built, or per token row where calibration saw outlier tokens
+(batch-invariant either way; :mod:`.calibrate`, :meth:`.builder.GraphBuilder.int8_matmul`). ``device="cuda"``: int8 built from
 ops that have CUDA kernels (the fp32 graph is the same for both devices).
 Nothing assumes a layer count or a width: all of it is read from config.json.
 """
@@ -60,7 +60,8 @@ def build_graph(folder: Path, quantization: str = "fp32",
 
     ``quantization="int8"``: the weight MatMuls (not the attention products, LayerNorms, softmax or
     embeddings) use per-channel int8 weights and int8 activations with static ranges, measured by
-    running the float graph on packaged calibration text first (:mod:`.calibrate`).
+    running the float graph on packaged calibration text first (:mod:`.calibrate`), or per-row
+    scales where that text showed outlier tokens.
     ``heads``: names in :data:`.heads.HEADS`, each adding its outputs; by default the folder's
     kind decides (:func:`embedserve.store.kinds.heads_of`: an embedder gets ``pooled`` and
     ``tokens``, a ColBERT checkpoint ``colbert``, a cross-encoder ``scores``).

@@ -1,10 +1,12 @@
 """Static int8 activation ranges, measured once when an int8 graph is built.
 
 The int8 graph quantizes each weight MatMul's input with constants (:meth:`.builder.GraphBuilder.
-int8_matmul`), so a text's vector cannot depend on its batch and no reduction runs per call. The
-constants come from here: the model's own fp32 graph (built by :class:`Probe`, which is the int8
+int8_matmul`), so a text's vector cannot depend on its batch and no reduction runs per call
+(where outlier tokens would leave the other tokens too few steps, it quantizes per row instead:
+also batch-invariant, five more ops). The ranges come from here: the model's own fp32 graph (built by :class:`Probe`, which is the int8
 graph with float MatMuls: the same FastGelu, the same layout) runs on calibration text, and every
-quantized MatMul's input range (min, max over all real tokens) is recorded.
+quantized MatMul's input range is recorded (:class:`.builder.Range`: min and max over all real
+tokens, and the median token row's max ``|x|``).
 
 Calibration text: the first :data:`DOCS` documents and :data:`QUERIES` queries of the CISI
 collection shipped in the package (library-science abstracts and questions: not the STS-B
@@ -22,7 +24,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-from embedserve.store.graph.builder import GraphBuilder
+from embedserve.store.graph.builder import GraphBuilder, Range
 
 DOCS = 32
 QUERIES = 32
@@ -61,9 +63,9 @@ def calibration_rows(tokenizer: Path, max_tokens: int, pairs: bool) -> list[list
 
 
 def measure_ranges(model: onnx.ModelProto, inputs: dict[str, str], rows: Sequence,
-                   needs: set[str]) -> dict[str, tuple[float, float]]:
-    """Run ``model`` (a :class:`Probe` graph) on ``rows`` and return, per weight name, the
-    (min, max) of the tensor in ``inputs`` over every real token."""
+                   needs: set[str]) -> dict[str, Range]:
+    """Run ``model`` (a :class:`Probe` graph) on ``rows`` and return, per weight name, the range
+    of the tensor in ``inputs`` over every real token."""
     import onnxruntime as ort
 
     from embedserve.config import cpu_quota
@@ -80,12 +82,16 @@ def measure_ranges(model: onnx.ModelProto, inputs: dict[str, str], rows: Sequenc
     session = ort.InferenceSession(probe.SerializeToString(), so, providers=["CPUExecutionProvider"])
     lo = np.full(len(names), np.inf, np.float32)
     hi = np.full(len(names), -np.inf, np.float32)
+    row_max: list[list[np.ndarray]] = [[] for _ in names]
     ordered = sorted(rows, key=lambda r: len(r[0] if isinstance(r, tuple) else r))
     for i in range(0, len(ordered), BATCH):
         outs = session.run([inputs[n] for n in names], _feeds(ordered[i : i + BATCH], needs))
         lo = np.minimum(lo, [o.min() for o in outs])
         hi = np.maximum(hi, [o.max() for o in outs])
-    return {n: (float(a), float(b)) for n, a, b in zip(names, lo, hi)}
+        for k, o in enumerate(outs):
+            row_max[k].append(np.abs(o).max(axis=-1))
+    return {n: Range(float(a), float(b), float(np.median(np.concatenate(r))))
+            for n, a, b, r in zip(names, lo, hi, row_max)}
 
 
 def _feeds(batch: Sequence, needs: set[str]) -> dict[str, np.ndarray]:
