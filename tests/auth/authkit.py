@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,13 +37,15 @@ def auth_server(
     delay: float = 0.0,
     installed: tuple[str, ...] = ("fake", "other", "third", "fourth"),
     flush_seconds: float = 0.2,
+    hold: Callable[[Any], None] | None = None,
     **settings_kw: Any,
 ) -> Iterator[AuthServer]:
+    """``hold(batch)`` (optional) runs at the start of every engine batch, e.g. to block it."""
     store = SQLiteKeyStore(home)
     plans = load_plans(plans_file)
     service = AuthService(store, plans, flush_seconds=flush_seconds)
     fake = FakeStore(installed=installed)
-    loader = FakeLoader(fake, delay_per_batch=delay)
+    loader = FakeLoader(fake, delay_per_batch=delay, fail=hold)
     app = create_app(settings(auth=True, **settings_kw), loader=loader, store=fake, auth=service)
     with serve(app) as url:
         yield AuthServer(url, store, plans, service, loader)

@@ -114,37 +114,50 @@ def test_metrics_and_model_management_need_an_admin_key(tmp_path: Path) -> None:
 
 
 def test_concurrent_model_limit_counts_distinct_models(tmp_path: Path) -> None:
-    with auth_server(tmp_path, delay=0.6) as srv:
-        key = srv.key("free")  # 1 model at a time
-        client = _client(srv.url, key)
-        results: list[object] = []
+    """Waits on states, not on time: the engine holds "fake" until the test has checked "other"."""
+    gate = threading.Event()
 
-        def slow(model: str) -> None:
-            try:
-                results.append(len(client.embed(model=model, input="slow").embeddings))
-            except ollama.ResponseError as exc:
-                results.append(exc.status_code)
+    def hold(batch: object) -> None:
+        gate.wait(60)
 
-        threads = [threading.Thread(target=slow, args=("fake",)) for _ in range(3)]
-        for t in threads:
-            t.start()
-        time.sleep(0.25)  # all three are in flight for "fake"
-        r = httpx.post(
-            srv.url + "/api/embed",
-            json={"model": "other", "input": "x"},
-            headers={"Authorization": f"Bearer {key}"},
-        )
-        assert r.status_code == 429
-        assert "concurrent model limit reached" in r.json()["error"]
-        assert "fake:latest" in r.json()["error"]
-        assert int(r.headers["retry-after"]) >= 1
-        with pytest.raises(ollama.ResponseError) as info:
-            client.embed(model="other", input="x")
-        assert info.value.status_code == 429
-        for t in threads:
-            t.join(10)
-        assert results == [1, 1, 1]  # the same model in flight is never refused
-        assert len(client.embed(model="other", input="x").embeddings) == 1  # now free again
+    with auth_server(tmp_path, hold=hold) as srv:
+        try:
+            key = srv.key("free")  # 1 model at a time
+            client = _client(srv.url, key)
+            results: list[object] = []
+
+            def slow(model: str) -> None:
+                try:
+                    results.append(len(client.embed(model=model, input="slow").embeddings))
+                except ollama.ResponseError as exc:
+                    results.append(exc.status_code)
+
+            threads = [threading.Thread(target=slow, args=("fake",)) for _ in range(3)]
+            for t in threads:
+                t.start()
+            deadline = time.monotonic() + 60
+            while sum(m.get("fake:latest", 0) for m in srv.service.in_flight._models.values()) < 3:
+                assert time.monotonic() < deadline, 'timed out waiting for three "fake" in flight'
+                time.sleep(0.02)
+            r = httpx.post(
+                srv.url + "/api/embed",
+                json={"model": "other", "input": "x"},
+                headers={"Authorization": f"Bearer {key}"},
+            )
+            assert r.status_code == 429
+            assert "concurrent model limit reached" in r.json()["error"]
+            assert "fake:latest" in r.json()["error"]
+            assert int(r.headers["retry-after"]) >= 1
+            with pytest.raises(ollama.ResponseError) as info:
+                client.embed(model="other", input="x")
+            assert info.value.status_code == 429
+            gate.set()
+            for t in threads:
+                t.join(60)
+            assert results == [1, 1, 1]  # the same model in flight is never refused
+            assert len(client.embed(model="other", input="x").embeddings) == 1  # now free again
+        finally:
+            gate.set()  # never leave the server holding a batch
 
 
 def test_rpm_and_budget_limits_answer_429_naming_the_limit(tmp_path: Path) -> None:
