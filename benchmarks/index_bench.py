@@ -280,7 +280,8 @@ def run_scale(sizes: list[int], n_queries: int, dim: int = 384, home: Path | Non
             col.search_config = cfg
             if available():  # the HNSW search's breadth: recall against latency
                 assert col._ann is not None
-                for ef in (128, 256):
+                default = col._ann.index.expansion_search
+                for ef in [e for e in (64, 128, 256) if e != default]:
                     col._ann.index.expansion_search = ef
                     lat, got = [], []
                     for q in queries:
@@ -292,7 +293,7 @@ def run_scale(sizes: list[int], n_queries: int, dim: int = 384, home: Path | Non
                     row[f"ann_ef_search={ef}"] = {"p50_ms": round(pct(lat, 50), 2), "p99_ms": round(pct(lat, 99), 2),
                                                   "recall@10": round(recall, 4)}
                     print(json.dumps({f"ann_ef_search={ef}": row[f"ann_ef_search={ef}"]}), file=sys.stderr, flush=True)
-                col._ann.index.expansion_search = 64
+                col._ann.index.expansion_search = default
             # writes to the full collection
             last = "ann" if available() else "binary"
             counter = iter(range(10**9))
