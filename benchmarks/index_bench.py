@@ -308,7 +308,13 @@ def run_scale(sizes: list[int], n_queries: int, dim: int = 384, home: Path | Non
                 add(k)
                 col.search_vectors(queries[:1], 10, strategy=last)
 
+            def add_then_catch_up(k: int) -> None:  # the reader's snapshot brought up to date, no search
+                add(k)
+                with col._lock, col._store.read(col._row.id) as view:
+                    col._snapshot(view)
+
             row["add_1"] = _stats(_timed(lambda: add(1), 30))
+            row["add_1_then_reader_catch_up"] = _stats(_timed(lambda: add_then_catch_up(1), 30))
             row["add_1_then_query"] = _stats(_timed(lambda: add_then_query(1), 30))
             row["add_1000"] = _stats(_timed(lambda: add(1000), 5))
             row["add_1000_then_query"] = _stats(_timed(lambda: add_then_query(1000), 5))
