@@ -213,17 +213,15 @@ def _timed_rate(n: int, fn: Any) -> Any:
     return run
 
 
+PARTS = ("library", "rerank", "http")
+
+
 def run_throughput(model: str, n_pairs: int, data_dir: Path | None, n_texts: int = 256,
-                   rounds: int = 3, clients: int = 8) -> dict[str, Any]:
+                   rounds: int = 3, clients: int = 8, parts: tuple[str, ...] = PARTS) -> dict[str, Any]:
     import torch
-    from sentence_transformers import CrossEncoder
 
     from embedserve.eval.data import load_cisi
-    from embedserve.reranker import Reranker
     from embedserve.store.local import ModelStore
-
-    sys.path.insert(0, str(BENCH))
-    from load import _free_port, start_server, wait_up  # type: ignore[import-not-found]
 
     torch.set_num_threads(2)
     docs, queries, _ = load_cisi(data_dir)
@@ -234,7 +232,6 @@ def run_throughput(model: str, n_pairs: int, data_dir: Path | None, n_texts: int
               for i in range(max(1, n_pairs // per_query))]
     pairs = [(q, d) for q, ds in groups for d in ds]
     texts = doc_texts[:n_texts]
-    med = statistics.median
     out: dict[str, Any] = {"model": model, "pairs": len(pairs), "texts": len(texts), "rounds": rounds}
     with tempfile.TemporaryDirectory() as tmp:
         settings = replace(_home(Path(tmp), model), cache_mb=0)
@@ -245,60 +242,84 @@ def run_throughput(model: str, n_pairs: int, data_dir: Path | None, n_texts: int
         except Exception:  # noqa: BLE001 - not created yet
             store.create("bench-rerank", source=ce_dir)
 
-        # library: token vs pooled on the same texts
-        emb = Embedder(model, settings=settings)
-        emb.encode(texts[:32]), emb.encode(texts[:32], output="token")
-        lib = _interleaved(rounds, {
-            "encode": _timed_rate(len(texts), lambda: emb.encode(texts)),
-            "encode_token": _timed_rate(len(texts), lambda: emb.encode(texts, output="token")),
-        })
-        out["library_texts_per_s"] = {k: round(med(v), 1) for k, v in lib.items()}
-        out["library_token_over_pooled"] = round(med(lib["encode_token"]) / med(lib["encode"]), 3)
-        out["library_rounds"] = {k: [round(x, 1) for x in v] for k, v in lib.items()}
-        _partial(out)
-
-        # library rerank vs sentence-transformers on the same pairs
-        rr = Reranker("bench-rerank", settings=settings)
-        st = CrossEncoder(str(ce_dir), device="cpu", max_length=512)
-        ours = rr.predict(pairs[:64]); theirs = st.predict(pairs[:64], batch_size=32)
-        out["rerank_max_abs_diff"] = float(np.abs(np.asarray(ours) - np.asarray(theirs)).max())
-        rer = _interleaved(rounds, {
-            "embedserve": _timed_rate(len(pairs), lambda: rr.predict(pairs)),
-            "sentence_transformers": _timed_rate(len(pairs), lambda: st.predict(pairs, batch_size=32)),
-        })
-        out["rerank_pairs_per_s"] = {k: round(med(v), 1) for k, v in rer.items()}
-        out["rerank_ratio"] = round(med(rer["embedserve"]) / med(rer["sentence_transformers"]), 2)
-        out["rerank_rounds"] = {k: [round(x, 1) for x in v] for k, v in rer.items()}
-        _partial(out)
-
-        # HTTP: an embedserve serve subprocess, raw clients
-        port = _free_port()
-        url = f"http://127.0.0.1:{port}"
-        os.environ["EMBEDSERVE_CACHE_MB"] = "0"
-        proc = start_server(settings.home, port)
-        try:
-            wait_up(url, 120)
-            pooled = [json.dumps({"model": model, "input": t}).encode() for t in texts]
-            token = [json.dumps({"model": model, "inputs": t}).encode() for t in texts]
-            rerank = [json.dumps({"model": "bench-rerank", "query": q, "documents": ds,
-                                  "return_documents": False}).encode() for q, ds in groups]
-            _raw_rate(url, "/api/embed", pooled[:16], clients)  # load the models, warm up
-            _raw_rate(url, "/embed_all", token[:16], clients)
-            _raw_rate(url, "/v1/rerank", rerank[:1], 1)
-            http = _interleaved(rounds, {
-                "/api/embed": lambda: _raw_rate(url, "/api/embed", pooled, clients),
-                "/embed_all": lambda: _raw_rate(url, "/embed_all", token, clients),
-            })
-            out[f"http_texts_per_s_{clients}_clients"] = {k: round(med(v), 1) for k, v in http.items()}
-            out["http_token_over_pooled"] = round(med(http["/embed_all"]) / med(http["/api/embed"]), 3)
-            out["http_rounds"] = {k: [round(x, 1) for x in v] for k, v in http.items()}
-            _partial(out)
-            reqs = [_raw_rate(url, "/v1/rerank", rerank, 4) for _ in range(rounds)]
-            out["rerank_pairs_per_s"]["http_v1_rerank_4_clients"] = round(med(reqs) * per_query, 1)
-        finally:
-            proc.terminate()
-            proc.wait(30)
+        if "library" in parts:  # token vs pooled on the same texts
+            _library(out, Embedder(model, settings=settings), texts, rounds)
+        if "rerank" in parts:
+            _rerank_library(out, settings, ce_dir, pairs, rounds)
+        if "http" in parts:
+            _http(out, model, settings, texts, groups, rounds, clients)
     return out
+
+
+def _library(out: dict[str, Any], emb: Any, texts: list[str], rounds: int) -> None:
+    med = statistics.median
+    emb.encode(texts[:32]), emb.encode(texts[:32], output="token")
+    lib = _interleaved(rounds, {
+        "encode": _timed_rate(len(texts), lambda: emb.encode(texts)),
+        "encode_token": _timed_rate(len(texts), lambda: emb.encode(texts, output="token")),
+    })
+    out["library_texts_per_s"] = {k: round(med(v), 1) for k, v in lib.items()}
+    out["library_token_over_pooled"] = round(med(lib["encode_token"]) / med(lib["encode"]), 3)
+    out["library_rounds"] = {k: [round(x, 1) for x in v] for k, v in lib.items()}
+    _partial(out)
+
+
+def _rerank_library(out: dict[str, Any], settings: Settings, ce_dir: Path, pairs: list[tuple[str, str]],
+                    rounds: int) -> None:
+    from sentence_transformers import CrossEncoder
+
+    from embedserve.reranker import Reranker
+
+    med = statistics.median
+    # library rerank vs sentence-transformers on the same pairs
+    rr = Reranker("bench-rerank", settings=settings)
+    st = CrossEncoder(str(ce_dir), device="cpu", max_length=512)
+    ours = rr.predict(pairs[:64]); theirs = st.predict(pairs[:64], batch_size=32)
+    out["rerank_max_abs_diff"] = float(np.abs(np.asarray(ours) - np.asarray(theirs)).max())
+    rer = _interleaved(rounds, {
+        "embedserve": _timed_rate(len(pairs), lambda: rr.predict(pairs)),
+        "sentence_transformers": _timed_rate(len(pairs), lambda: st.predict(pairs, batch_size=32)),
+    })
+    out["rerank_pairs_per_s"] = {k: round(med(v), 1) for k, v in rer.items()}
+    out["rerank_ratio"] = round(med(rer["embedserve"]) / med(rer["sentence_transformers"]), 2)
+    out["rerank_rounds"] = {k: [round(x, 1) for x in v] for k, v in rer.items()}
+    _partial(out)
+
+
+def _http(out: dict[str, Any], model: str, settings: Settings, texts: list[str],
+          groups: list[tuple[str, list[str]]], rounds: int, clients: int) -> None:
+    sys.path.insert(0, str(BENCH))
+    from load import _free_port, start_server, wait_up  # type: ignore[import-not-found]
+
+    med = statistics.median
+    per_query = len(groups[0][1])
+    # HTTP: an embedserve serve subprocess, raw clients
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    os.environ["EMBEDSERVE_CACHE_MB"] = "0"
+    proc = start_server(settings.home, port)
+    try:
+        wait_up(url, 120)
+        pooled = [json.dumps({"model": model, "input": t}).encode() for t in texts]
+        token = [json.dumps({"model": model, "inputs": t}).encode() for t in texts]
+        rerank = [json.dumps({"model": "bench-rerank", "query": q, "documents": ds,
+                              "return_documents": False}).encode() for q, ds in groups]
+        _raw_rate(url, "/api/embed", pooled[:16], clients)  # load the models, warm up
+        _raw_rate(url, "/embed_all", token[:16], clients)
+        _raw_rate(url, "/v1/rerank", rerank[:1], 1)
+        http = _interleaved(rounds, {
+            "/api/embed": lambda: _raw_rate(url, "/api/embed", pooled, clients),
+            "/embed_all": lambda: _raw_rate(url, "/embed_all", token, clients),
+        })
+        out[f"http_texts_per_s_{clients}_clients"] = {k: round(med(v), 1) for k, v in http.items()}
+        out["http_token_over_pooled"] = round(med(http["/embed_all"]) / med(http["/api/embed"]), 3)
+        out["http_rounds"] = {k: [round(x, 1) for x in v] for k, v in http.items()}
+        _partial(out)
+        reqs = [_raw_rate(url, "/v1/rerank", rerank, 4) for _ in range(rounds)]
+        out.setdefault("rerank_pairs_per_s", {})["http_v1_rerank_4_clients"] = round(med(reqs) * per_query, 1)
+    finally:
+        proc.terminate()
+        proc.wait(30)
 
 
 def main() -> None:
@@ -314,13 +335,15 @@ def main() -> None:
     ap.add_argument("--texts", type=int, default=256, help="throughput: texts embedded")
     ap.add_argument("--rounds", type=int, default=3, help="throughput: interleaved rounds")
     ap.add_argument("--clients", type=int, default=8, help="throughput: HTTP clients for embeddings")
+    ap.add_argument("--parts", default=",".join(PARTS), help="throughput: which of library,rerank,http")
     args = ap.parse_args()
     if args.section == "cisi":
         codecs = tuple(c.strip() for c in args.codecs.split(",") if c.strip())
         result = run_cisi(args.model, codecs, args.data_dir, args.docs,
                           (args.only,) if args.only else ("truncate", "chunked"), args.rerank_model)
     else:
-        result = run_throughput(args.model, args.pairs, args.data_dir, args.texts, args.rounds, args.clients)
+        parts = tuple(x.strip() for x in args.parts.split(",") if x.strip())
+        result = run_throughput(args.model, args.pairs, args.data_dir, args.texts, args.rounds, args.clients, parts)
     print(json.dumps(result, indent=2))
 
 
