@@ -111,3 +111,21 @@ def test_collections_apply_the_document_and_query_prompts(tmp_path: Path, emb: E
     np.testing.assert_allclose(encode_normalized(emb, TEXTS, "query"),
                                emb.encode(TEXTS, prompt_name="search_query"), atol=1e-6)
     np.testing.assert_allclose(encode_normalized(emb, TEXTS), emb.encode(TEXTS), atol=1e-6)
+
+
+def test_corpus_shard_applies_the_jobs_prompt(home: Path, emb: Embedder, tmp_path: Path) -> None:
+    """``embed --ray`` / ``index add --ray``: an actor embeds its shard with the job's prompt."""
+    from embedserve.ray import corpus
+    from embedserve.ray.shards import plan
+
+    source = tmp_path / "in.jsonl"
+    source.write_text("".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in enumerate(TEXTS)))
+    settings = Settings(home=home, offline=True)
+    for prompt_name, out in ((None, "plain"), ("search_document", "doc")):
+        job = corpus.Job(model="nomic-tiny", inputs=(str(source),), output=str(tmp_path / out),
+                         fmt="npy", prompt_name=prompt_name)
+        (tmp_path / out).mkdir()
+        for shard in plan([str(source)], job.shard_rows):
+            corpus.ShardEmbedder(job, settings).run(shard)
+        got = np.load(tmp_path / out / corpus.shard_name(0, "npy"))
+        np.testing.assert_allclose(got, emb.encode(TEXTS, prompt_name=prompt_name), atol=1e-6)

@@ -48,6 +48,7 @@ class Job:
     dimensions: int | None = None
     text_field: str = "text"
     id_field: str = "id"
+    prompt_name: str | None = None  # one of the model's prompts, prepended to every text
 
 
 @dataclass
@@ -124,7 +125,9 @@ class ShardEmbedder:
         job = self.job
         rows = read_shard(shard, job.text_field, job.id_field)
         if rows.texts:
-            vectors = self.embedder.encode(rows.texts, dimensions=job.dimensions)
+            vectors = self.embedder.encode(
+                rows.texts, dimensions=job.dimensions, prompt_name=job.prompt_name
+            )
         else:
             vectors = np.zeros((0, job.dimensions or self.embedder.dim), np.float32)
         target = Path(job.output) / shard_name(shard.index, job.fmt)
@@ -144,7 +147,7 @@ def _scalar(value: Any) -> Any:
 
 
 def _job_record(job: Job, digest: str, shards: int) -> dict[str, Any]:
-    return {
+    record: dict[str, Any] = {
         "model": job.model,
         "digest": digest,
         "inputs": list(job.inputs),
@@ -155,6 +158,9 @@ def _job_record(job: Job, digest: str, shards: int) -> dict[str, Any]:
         "text_field": job.text_field,
         "id_field": job.id_field,
     }
+    if job.prompt_name is not None:  # only when set: jobs written before the field resume as they were
+        record["prompt_name"] = job.prompt_name
+    return record
 
 
 def check_output(job: Job, record: dict[str, Any]) -> None:
