@@ -13,8 +13,11 @@ import embedserve.store
 
 STORE = Path(embedserve.store.__file__).parent
 PACKAGE = "embedserve.store"
-# What the store may use from the rest of embedserve: it is the bottom of the design's stack.
-OUTSIDE_ALLOWED = {"embedserve", "embedserve.errors", "embedserve.config"}
+# What the store may use from the rest of embedserve: it is the bottom of the design's stack. The
+# packaged evaluation data (eval/data.py: CISI text, which int8 calibration reads) is a leaf too:
+# test_outside_leaves_are_leaves checks that it imports nothing but errors.
+OUTSIDE_LEAVES = {"embedserve.eval": "__init__.py", "embedserve.eval.data": "data.py"}
+OUTSIDE_ALLOWED = {"embedserve", "embedserve.errors", "embedserve.config", *OUTSIDE_LEAVES}
 
 
 def _modules() -> dict[str, Path]:
@@ -108,6 +111,16 @@ def test_store_imports_only_downwards() -> None:
             elif target != PACKAGE:
                 assert target in OUTSIDE_ALLOWED, f"{module} imports {target}: the store sits at the bottom"
     assert not upward, "imports going up the picture in store/__init__.py: " + ", ".join(upward)
+
+
+def test_outside_leaves_are_leaves() -> None:
+    """What the store may import from outside imports nothing of embedserve but errors."""
+    import embedserve.eval
+
+    folder = Path(embedserve.eval.__file__).parent
+    for name, file in OUTSIDE_LEAVES.items():
+        targets = _imports(name, folder / file, set(OUTSIDE_LEAVES))
+        assert targets <= {"embedserve", "embedserve.errors", *OUTSIDE_LEAVES}, (name, targets)
 
 
 def test_store_import_graph_has_no_cycle() -> None:

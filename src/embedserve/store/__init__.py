@@ -19,6 +19,8 @@ picture and checks every import of every module in the store)::
       |                              or one clear reason it cannot be used
     names  registry  progress  files  family     the leaves
 
-Nothing here imports the service, engine, server or CLI: the store is the bottom of the stack.
+Nothing here imports the service, engine, server or CLI: the store is the bottom of the stack. From
+outside it uses errors, config and the packaged evaluation text (``eval/data.py``, itself a leaf:
+graph/calibrate reads CISI documents to set int8 activation ranges).
 ``import embedserve.store`` loads nothing beyond this docstring.
 """
