@@ -7,7 +7,10 @@ each cache. The variants:
   "the same thing, measured twice" differs by);
 * ``memory``: the in-process LRU only (256 MiB);
 * ``redis``: Redis only, a loopback ``redis-server`` this script starts (each miss pays one
-  ``MGET`` before the model and a background ``SET`` after it).
+  ``MGET`` before the model and a background ``SET`` after it);
+* ``redis_base`` (server modes, with ``--baseline-src DIR``): ``redis`` running another checkout's
+  ``src`` (e.g. the commit before a change) against its own Redis database, so old and new code
+  are compared in one window.
 
 Modes, each in ``--rounds`` rounds; within a round the variants are interleaved request by request
 (in an order shuffled per request), so load drifts hit all of them alike:
@@ -106,9 +109,22 @@ def summarise(samples: dict[str, list[list[float]]], *, higher_is_better: bool =
             "samples": sum(len(r) for r in rounds),
         }
     lo, hi = result["off_b"]["round_min"], result["off_b"]["round_max"]
-    for name in ("memory", "redis"):
+    for name in ("memory", "redis", "redis_base"):
         if name in result:
             result[name]["within_noise"] = float(lo <= result[name]["round_median"] <= hi)
+    if "redis_base" in samples:  # the change itself: redis / redis_base, paired the same way
+        pairs = [
+            [x / b for x, b in zip(r, rb)] for r, rb in zip(samples["redis"], samples["redis_base"])
+        ]
+        if higher_is_better:
+            pairs = [[1 / x for x in r] for r in pairs]
+        per_round = [statistics.median(r) for r in pairs]
+        result["redis_vs_base"] = {
+            "paired_median": statistics.median([x for r in pairs for x in r]),
+            "round_median": statistics.median(per_round),
+            "round_min": min(per_round),
+            "round_max": max(per_round),
+        }
     return result
 
 
@@ -157,6 +173,9 @@ def main() -> None:
     ap.add_argument("--burst", type=int, default=160, help="texts per burst in server-conc")
     ap.add_argument("--clients", type=int, default=4)
     ap.add_argument("--modes", default="server-1,server-32,server-conc,library-1")
+    ap.add_argument(
+        "--baseline-src", type=Path, help="a checkout's src/ for a redis_base server variant"
+    )
     args = ap.parse_args()
     modes = args.modes.split(",")
     texts = iter(unique_sentences())
@@ -185,6 +204,12 @@ def main() -> None:
                     args.home, {"EMBEDSERVE_CACHE_MB": "0", "EMBEDSERVE_REDIS_URL": redis_url}
                 ),
             }
+            if args.baseline_src is not None:
+                base_url = redis_url.rsplit("/", 1)[0] + "/1"  # its own db: texts stay misses
+                servers["redis_base"] = Server(args.home, {
+                    "EMBEDSERVE_CACHE_MB": "0", "EMBEDSERVE_REDIS_URL": base_url,
+                    "PYTHONPATH": str(args.baseline_src.resolve()),
+                })
             try:
                 timed = {n: s.embed for n, s in servers.items()}
                 if "server-1" in modes:

@@ -6,6 +6,11 @@ slow or answering errors is never the client's problem: the first failure logs o
 counts in ``errors``, then Redis is skipped (memory only) until a back-off passes (0.5 s doubling to
 30 s); the next call after it tries again, and a success logs that the cache is back.
 
+The server looks up through :meth:`get_many_async`: ``redis.asyncio``'s client, made on first use
+and bound to the server's event loop, so a lookup costs no thread hop (the sync client in a reader
+thread cost a miss ~0.9 ms of 7 ms on 2 cores, BENCHMARKS.md). The sync client stays for the
+library and for the writer thread; both share the health state, timeout and back-off.
+
 Writes from the server go through :meth:`put_later`: a bounded backlog of entries (beyond it a write
 is dropped and counted) that one writer thread drains, everything pending in one pipeline, so a
 request never waits for a cache write and concurrent requests' writes share round trips. What is
@@ -53,6 +58,7 @@ class RedisTier:
                 "EMBEDSERVE_REDIS_URL needs the redis client: pip install 'embedserve[redis]'"
             ) from None
         self.url = _safe_url(url)
+        self._raw_url = url
         self.ttl = None if math.isinf(ttl) or ttl <= 0 else max(1, int(ttl))
         try:
             self._client = redis.Redis.from_url(
@@ -68,7 +74,9 @@ class RedisTier:
         self._retry_at = 0.0
         self._lock = threading.Lock()
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="embedserve-cache-write")
-        self._reader = ThreadPoolExecutor(2, thread_name_prefix="embedserve-cache-read")
+        self._aclient: Any = None  # redis.asyncio client, bound to _aloop
+        self._aloop: asyncio.AbstractEventLoop | None = None
+        self._closing: set[asyncio.Task[Any]] = set()  # old async clients being closed
         self._backlog: list[tuple[str, bytes]] = []  # waiting for the writer
         self._writing = False  # a writer job is scheduled or running
         self._timeout = timeout
@@ -121,9 +129,52 @@ class RedisTier:
         return out
 
     async def get_many_async(self, keys: Sequence[str]) -> list[bytes | None]:
-        """:meth:`get_many` off the event loop (the cache's own reader threads)."""
+        """:meth:`get_many` on the running event loop, through the asyncio client."""
+        if not keys or not self.usable():
+            return [None] * len(keys)
+        out: list[bytes | None] = []
+        try:
+            client = self._async_client()
+            for i in range(0, len(keys), _CHUNK):
+                out.extend(await client.mget(keys[i : i + _CHUNK]))
+        except Exception as exc:  # noqa: BLE001 - as in get_many
+            self._drop_async_client()
+            self._failed(exc)
+            return [None] * len(keys)
+        self._succeeded()
+        return out
+
+    def _async_client(self) -> Any:
+        """The asyncio client of the running loop, made on first use (or anew on another loop)."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._reader, self.get_many, keys)
+        if self._aclient is None or self._aloop is not loop:
+            import redis.asyncio as aredis
+            from redis.asyncio.retry import Retry
+            from redis.backoff import NoBackoff
+
+            self._aclient = aredis.Redis.from_url(
+                self._raw_url, socket_timeout=self._timeout,
+                socket_connect_timeout=self._timeout, retry=Retry(NoBackoff(), 0),
+                retry_on_timeout=False, health_check_interval=0,
+            )
+            self._aloop = loop
+        return self._aclient
+
+    def _drop_async_client(self) -> None:
+        """After a failure: the next try starts with a fresh client; this one closes meanwhile."""
+        client, self._aclient = self._aclient, None
+        if client is None:
+            return
+        task = asyncio.get_running_loop().create_task(_close_quietly(client))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    async def aclose(self) -> None:
+        """Close the asyncio client (on its loop), then everything else as :meth:`close`."""
+        client, self._aclient = self._aclient, None
+        if client is not None and self._aloop is asyncio.get_running_loop():
+            await _close_quietly(client)
+        self.close()
 
     def put_many(self, items: Sequence[tuple[str, bytes]]) -> None:
         if not items or not self.usable():
@@ -190,12 +241,18 @@ class RedisTier:
         """Write what is pending (bounded), then stop the threads and the client."""
         self.flush(min(5.0, 4 * self._timeout + 0.5))
         self._writer.shutdown(wait=False, cancel_futures=True)
-        self._reader.shutdown(wait=False, cancel_futures=True)
         client: Any = self._client
         try:
             client.close()
         except Exception:  # noqa: BLE001 - closing must not fail a shutdown
             pass
+
+
+async def _close_quietly(client: Any) -> None:
+    try:
+        await client.aclose()
+    except Exception:  # noqa: BLE001 - closing must not fail a request or a shutdown
+        pass
 
 
 def _flush_at_exit(ref: weakref.ref[RedisTier]) -> None:

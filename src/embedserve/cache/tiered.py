@@ -49,6 +49,11 @@ class EmbeddingCache:
         if self.remote is not None:
             self.remote.close()
 
+    async def aclose(self) -> None:
+        """:meth:`close` from the event loop the server looked up on (closes its asyncio client)."""
+        if self.remote is not None:
+            await self.remote.aclose()
+
 
 class Lookup:
     def __init__(

@@ -148,7 +148,7 @@ def create_app(
             if auth is not None:
                 await auth.close()  # after the last request: its usage is written too
             if cache is not None:
-                cache.close()
+                await cache.aclose()
             executor.shutdown(wait=False, cancel_futures=True)
             io_executor.shutdown(wait=False, cancel_futures=True)
 
