@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import logging
 import math
 import threading
@@ -249,10 +250,8 @@ class RedisTier:
 
 
 async def _close_quietly(client: Any) -> None:
-    try:
+    with contextlib.suppress(Exception):  # closing must not fail a request or a shutdown
         await client.aclose()
-    except Exception:  # noqa: BLE001 - closing must not fail a request or a shutdown
-        pass
 
 
 def _flush_at_exit(ref: weakref.ref[RedisTier]) -> None:
