@@ -238,9 +238,13 @@ class RedisTier:
         while self.pending and time.monotonic() < deadline:
             time.sleep(0.005)
 
+    def flush_before_exit(self) -> None:
+        """:meth:`flush`, bounded by a few Redis timeouts (at most 5 s): for close and exit."""
+        self.flush(min(5.0, 4 * self._timeout + 0.5))
+
     def close(self) -> None:
         """Write what is pending (bounded), then stop the threads and the client."""
-        self.flush(min(5.0, 4 * self._timeout + 0.5))
+        self.flush_before_exit()
         self._writer.shutdown(wait=False, cancel_futures=True)
         client: Any = self._client
         try:
@@ -257,4 +261,4 @@ async def _close_quietly(client: Any) -> None:
 def _flush_at_exit(ref: weakref.ref[RedisTier]) -> None:
     tier = ref()
     if tier is not None:
-        tier.flush(min(5.0, 4 * tier._timeout + 0.5))
+        tier.flush_before_exit()
