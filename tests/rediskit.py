@@ -34,9 +34,11 @@ def _free_port() -> int:
 
 
 class RedisServer:
-    def __init__(self, *, port: int | None = None) -> None:
+    def __init__(self, *, port: int | None = None, args: tuple[str, ...] = ()) -> None:
+        """``args``: more ``redis-server`` options (a unix socket, TLS, a password...)."""
         self.tmp = Path(tempfile.mkdtemp(prefix="embedserve-redis-"))
         self.port = port or _free_port()
+        self.args = args
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -51,6 +53,7 @@ class RedisServer:
                 binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.tmp),
                 "--save", "", "--appendonly", "no", "--daemonize", "no",
                 "--logfile", str(self.tmp / "redis.log"), "--enable-debug-command", "local",
+                *self.args,
             ],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=self.tmp,
         )

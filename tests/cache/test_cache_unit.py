@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import replace
 
 import numpy as np
@@ -138,6 +139,15 @@ def test_a_malformed_redis_url_is_a_clear_error() -> None:
     pytest.importorskip("redis")
     with pytest.raises(CacheError, match="EMBEDSERVE_REDIS_URL"):
         open_cache(Settings(redis_url="http://nowhere"))
+
+
+@pytest.mark.parametrize("module", ["redis", "hiredis"])
+def test_a_redis_url_without_the_client_or_its_parser_names_the_extra(
+    module: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, module, None)  # as if not installed
+    with pytest.raises(CacheError, match=r"pip install 'embedserve\[redis\]'"):
+        open_cache(replace(Settings(), redis_url="redis://127.0.0.1:1/0"))
 
 
 def test_serve_with_a_malformed_redis_url_is_one_line_and_exit_1(

@@ -148,41 +148,77 @@ def test_redis_unreachable_at_start_serves_without_cache() -> None:
         assert _metric(c, "embedserve_cache_redis_up") == 0
 
 
-def test_background_writes_share_one_pipeline_and_a_full_backlog_drops_and_counts(
+def test_writes_never_wait_for_a_stalled_redis_and_land_once_it_answers(
+    redis_server: RedisServer,
+) -> None:
+    """The library's writes: sent at once, their replies read later; Redis asleep costs nothing."""
+    import redis
+
+    from embedserve.cache.remote import RedisTier
+
+    tier = RedisTier(redis_server.url, ttl=600, timeout=2.0)
+    client = redis.Redis.from_url(redis_server.url)
+    try:
+        assert tier.get_many(["warm"]) == [None]  # the tier holds an open connection
+        sleeper = threading.Thread(target=lambda: redis.Redis.from_url(redis_server.url).execute_command("DEBUG", "SLEEP", 1.5))
+        sleeper.start()
+        time.sleep(0.2)
+        t0 = time.monotonic()
+        for r in range(5):
+            tier.put_later([(f"k{r}-{i}", b"v%d" % i) for i in range(10)])
+        spent = time.monotonic() - t0
+        assert tier.pending == 50
+        sleeper.join()
+        tier.flush(10)
+        assert tier.pending == 0 and tier.errors == 0
+        assert spent < 0.5  # five writes while Redis slept 1.5 s: none waited for it
+        assert len(client.keys("k*")) == 50 and client.get("k3-9") == b"v9"
+        assert 0 < client.ttl("k0-0") <= 600
+        assert tier.get_many(["k4-1", "nope"]) == [b"v1", None]  # replies stayed in step
+    finally:
+        tier.close()
+
+
+def test_on_the_event_loop_writes_beyond_the_bound_are_dropped_and_counted(
     redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import asyncio
+
     import redis
 
     from embedserve.cache import remote as remote_mod
     from embedserve.cache.remote import RedisTier
 
-    monkeypatch.setattr(remote_mod, "_BACKLOG", 40)
-    tier = RedisTier(redis_server.url, ttl=600, timeout=2.0)
-    calls: list[int] = []
-    real_put_many = tier.put_many
+    monkeypatch.setattr(remote_mod, "_MAX_UNANSWERED", 40)
+    tier = RedisTier(redis_server.url, ttl=600, timeout=5.0)
+    client = redis.Redis.from_url(redis_server.url)
 
-    def counting_put_many(items):  # type: ignore[no-untyped-def]
-        calls.append(len(items))
-        real_put_many(items)
-
-    monkeypatch.setattr(tier, "put_many", counting_put_many)
-    gate = threading.Event()
-    tier._writer.submit(gate.wait, 30)  # the writer is busy: writes pile up behind it
-    try:
-        for r in range(5):  # five requests' writes, 10 entries each; the backlog holds 40
+    async def run() -> dict[str, object]:
+        seen: dict[str, object] = {"warm": await tier.get_many_async(["warm"])}
+        sleeper = threading.Thread(target=lambda: redis.Redis.from_url(redis_server.url).execute_command("DEBUG", "SLEEP", 1.5))
+        sleeper.start()
+        await asyncio.sleep(0.2)
+        t0 = time.monotonic()
+        for r in range(5):  # 10 entries each; 40 may be unanswered
             tier.put_later([(f"k{r}-{i}", b"v%d" % i) for i in range(10)])
-        assert tier.dropped_writes == 10
-        gate.set()
-        tier.flush(30)
-        assert tier.pending == 0
-        assert calls[0] == 40  # what piled up went in one pipeline, not one per request
-        assert sum(calls) == 40
-        client = redis.Redis.from_url(redis_server.url)
-        assert len(client.keys("k*")) == 40
-        assert client.get("k3-9") == b"v9" and client.get("k4-0") is None
-        tier.put_later([("later", b"x")])  # the writer starts again after going idle
-        tier.flush(30)
-        assert client.get("later") == b"x"
+        seen["spent"] = time.monotonic() - t0
+        seen["pending"], seen["dropped"] = tier.pending, tier.dropped_writes
+        await asyncio.to_thread(sleeper.join)
+        deadline = time.monotonic() + 10
+        while tier.pending and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        tier.put_later([("later", b"x")])  # room again
+        seen["after"] = await tier.get_many_async(["later", "k3-9"])  # answered after the write
+        await tier.aclose()
+        return seen
+
+    try:
+        seen = asyncio.run(run())
     finally:
-        gate.set()
         tier.close()
+    assert seen["warm"] == [None]
+    assert seen["spent"] < 0.5  # the loop never waited for the sleeping Redis
+    assert seen["pending"] == 40 and seen["dropped"] == 10
+    assert seen["after"] == [b"x", b"v9"]
+    assert len(client.keys("k*")) == 40 and client.get("k4-0") is None
+    assert tier.errors == 0

@@ -1,4 +1,4 @@
-"""The shared second cache level: Redis, through the ``redis`` client (the ``redis`` extra).
+"""The shared second cache level: Redis (the ``redis`` extra: the ``redis`` client and ``hiredis``).
 
 Lookups are one ``MGET`` per 512 keys; writes are pipelined batches of ``SET key value EX ttl``.
 Every call is bounded by ``timeout`` (connect and socket) with no client-side retries. Redis down,
@@ -6,15 +6,27 @@ slow or answering errors is never the client's problem: the first failure logs o
 counts in ``errors``, then Redis is skipped (memory only) until a back-off passes (0.5 s doubling to
 30 s); the next call after it tries again, and a success logs that the cache is back.
 
-The server looks up through :meth:`get_many_async`: ``redis.asyncio``'s client, made on first use
-and bound to the server's event loop, so a lookup costs no thread hop (the sync client in a reader
-thread cost a miss ~0.9 ms of 7 ms on 2 cores, BENCHMARKS.md). The sync client stays for the
-library and for the writer thread; both share the health state, timeout and back-off.
+A miss asks Redis before it computes, so a lookup's own cost is on every miss. ``redis``'s command
+path (pool checkout, retry wrapper, observability hooks; in ``redis.asyncio`` also ``wait_for``
+tasks and four loop turns) cost a single-key ``MGET`` 130-290 us on loopback where the round trip
+is ~30 us (BENCHMARKS.md), so neither path uses it:
 
-Writes from the server go through :meth:`put_later`: a bounded backlog of entries (beyond it a write
-is dropped and counted) that one writer thread drains, everything pending in one pipeline, so a
-request never waits for a cache write and concurrent requests' writes share round trips. What is
-still pending when the process exits (the library, the CLI) is written first, bounded by the timeout.
+* the library and the writer thread send packed commands on ``redis`` connections this tier keeps
+  in its own free list (``redis`` makes them from the URL: TLS, unix sockets, AUTH, SELECT), one
+  caller per connection, and read the replies with their ``hiredis`` parser;
+* the server looks up through :meth:`get_many_async`: one pipelined asyncio connection on its event
+  loop (:mod:`embedserve.cache.redis_async`), no thread hop and one loop turn per lookup.
+
+Both share the health state, timeout and back-off. A failure retires every connection that was idle
+then (they may be dead): the sync ones by a generation count, the asyncio one by closing itself.
+
+Writes (:meth:`put_later`) are sent and not waited for: the ``SET`` commands go out on a connection
+at once and their replies are read later, by the next command on that connection (asyncio: as they
+arrive). A call never waits for a cache write, no thread is involved (a writer thread's CPU and GIL
+competed with the engine: BENCHMARKS.md), and an error reply to a write still counts as a failure.
+On the event loop, writes beyond ``_MAX_UNANSWERED`` outstanding replies (Redis stalled) are
+dropped and counted. What is unanswered when the process exits or the tier closes is waited for,
+bounded by a few timeouts, so a process that exits right after ``encode`` still leaves its vectors.
 """
 
 from __future__ import annotations
@@ -28,16 +40,17 @@ import threading
 import time
 import weakref
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from embedserve.cache.redis_async import AsyncRedis, connect_args
 from embedserve.errors import CacheError
 
 log = logging.getLogger("embedserve.cache")
 
 _CHUNK = 512  # keys per MGET, entries per pipelined write
 _MAX_BACKOFF = 30.0
-_BACKLOG = 4096  # entries pending a background write before new ones are dropped
+_MAX_UNANSWERED = 4096  # writes sent from the event loop and not yet answered, before dropping
+_MAX_OWED = 4096  # unread write replies on a sync connection before they are read at once
 
 
 def _safe_url(url: str) -> str:
@@ -48,38 +61,61 @@ def _safe_url(url: str) -> str:
     return url
 
 
+class _Conn:
+    """A sync connection of ours: the ``redis`` connection, the failure generation it was made
+    in, and how many replies to writes sent on it are still unread."""
+
+    __slots__ = ("conn", "generation", "owed")
+
+    def __init__(self, conn: Any, generation: int) -> None:
+        self.conn = conn
+        self.generation = generation
+        self.owed = 0
+
+    def settle(self) -> None:
+        """Read the replies owed to earlier writes; an error reply among them raises."""
+        owed, self.owed = self.owed, 0
+        for _ in range(owed):
+            self.conn.read_response()
+
+
 class RedisTier:
     def __init__(self, url: str, *, ttl: float, timeout: float) -> None:
         try:
+            import hiredis  # noqa: F401 - the reply parser of both paths
             import redis
             from redis.backoff import NoBackoff
             from redis.retry import Retry
         except ImportError:
             raise CacheError(
-                "EMBEDSERVE_REDIS_URL needs the redis client: pip install 'embedserve[redis]'"
+                "EMBEDSERVE_REDIS_URL needs the redis client and hiredis: pip install 'embedserve[redis]'"
             ) from None
         self.url = _safe_url(url)
-        self._raw_url = url
         self.ttl = None if math.isinf(ttl) or ttl <= 0 else max(1, int(ttl))
-        try:
-            self._client = redis.Redis.from_url(
+        try:  # the pool only makes connections (from the URL); checkout and release are ours
+            self._pool = redis.ConnectionPool.from_url(
                 url, socket_timeout=timeout, socket_connect_timeout=timeout,
                 retry=Retry(NoBackoff(), 0), retry_on_timeout=False, health_check_interval=0,
             )
+            probe = self._pool.make_connection()
+            self._connect_args = connect_args(url)
         except ValueError as exc:  # a malformed URL
             raise CacheError(f"invalid EMBEDSERVE_REDIS_URL {self.url!r}: {exc}") from None
+        self._pack = probe.pack_command  # RESP packing (bytes out; no socket involved)
+        self._pack_many = probe.pack_commands
+        # Idle sync connections. A failure bumps the generation; an older connection is closed
+        # when next taken instead of reused (it may be dead).
+        self._generation = 0
+        self._idle: list[_Conn] = [_Conn(probe, 0)]
+        self._aconn: AsyncRedis | None = None  # the server's, on the loop _aloop
+        self._aloop: asyncio.AbstractEventLoop | None = None
+        self._aopen = asyncio.Lock()
         self.up = True
         self.errors = 0
         self.dropped_writes = 0
         self._backoff = 0.5
         self._retry_at = 0.0
         self._lock = threading.Lock()
-        self._writer = ThreadPoolExecutor(1, thread_name_prefix="embedserve-cache-write")
-        self._aclient: Any = None  # redis.asyncio client, bound to _aloop
-        self._aloop: asyncio.AbstractEventLoop | None = None
-        self._closing: set[asyncio.Task[Any]] = set()  # old async clients being closed
-        self._backlog: list[tuple[str, bytes]] = []  # waiting for the writer
-        self._writing = False  # a writer job is scheduled or running
         self._timeout = timeout
         atexit.register(_flush_at_exit, weakref.ref(self))
 
@@ -89,11 +125,8 @@ class RedisTier:
         return self.up or time.monotonic() >= self._retry_at
 
     def _failed(self, exc: BaseException) -> None:
-        try:  # idle pooled connections are suspect now: the next try starts afresh
-            self._client.connection_pool.disconnect(inuse_connections=False)
-        except Exception:  # noqa: BLE001 - cleanup must not fail the caller
-            pass
         with self._lock:
+            self._generation += 1  # idle connections are suspect now: the next try starts afresh
             self.errors += 1
             if self.up:
                 log.warning(
@@ -113,6 +146,48 @@ class RedisTier:
                     self.up = True
                     log.warning("embedding cache: Redis at %s is back", self.url)
 
+    # -- sync connections (the library, worker threads) ---------------------------------------
+
+    def _take(self) -> _Conn:
+        """An idle connection of the current generation, or a new one. ``list.pop``/``append``
+        are atomic: two threads never hold the same connection."""
+        generation = self._generation
+        while self._idle:
+            held = self._idle.pop()
+            if held.generation == generation:
+                return held
+            held.conn.disconnect()
+        return _Conn(self._pool.make_connection(), generation)
+
+    def _sync_call(self, packed: Any, replies: int) -> list[Any]:
+        """Send ``packed`` and read its ``replies`` replies (after any owed to earlier writes).
+
+        A connection that failed in any way (an error reply included: replies after it would be
+        left unread) is closed, never reused."""
+        held = self._take()
+        try:
+            held.conn.send_packed_command(packed, check_health=False)
+            held.settle()
+            out = [held.conn.read_response() for _ in range(replies)]
+        except BaseException:
+            held.conn.disconnect()
+            raise
+        self._idle.append(held)
+        return out
+
+    def _sync_send(self, packed: Any, replies: int) -> None:
+        """Send ``packed`` without waiting for its ``replies`` (the connection owes them)."""
+        held = self._take()
+        try:
+            held.conn.send_packed_command(packed, check_health=False)
+            held.owed += replies
+            if held.owed > _MAX_OWED:
+                held.settle()
+        except BaseException:
+            held.conn.disconnect()
+            raise
+        self._idle.append(held)
+
     # -- operations ---------------------------------------------------------------------------
 
     def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
@@ -122,7 +197,8 @@ class RedisTier:
         out: list[bytes | None] = []
         try:
             for i in range(0, len(keys), _CHUNK):
-                out.extend(self._client.mget(keys[i : i + _CHUNK]))  # type: ignore[arg-type]
+                (values,) = self._sync_call(self._pack("MGET", *keys[i : i + _CHUNK]), 1)
+                out.extend(values)
         except Exception as exc:  # noqa: BLE001 - any client failure is "no cache", never the caller's
             self._failed(exc)
             return [None] * len(keys)
@@ -130,132 +206,123 @@ class RedisTier:
         return out
 
     async def get_many_async(self, keys: Sequence[str]) -> list[bytes | None]:
-        """:meth:`get_many` on the running event loop, through the asyncio client."""
+        """:meth:`get_many` on the running event loop, through one pipelined asyncio connection."""
         if not keys or not self.usable():
             return [None] * len(keys)
         out: list[bytes | None] = []
         try:
-            client = self._async_client()
+            conn = await self._async_connection()
             for i in range(0, len(keys), _CHUNK):
-                out.extend(await client.mget(keys[i : i + _CHUNK]))
+                out.extend(await conn.mget(keys[i : i + _CHUNK], self._timeout))
         except Exception as exc:  # noqa: BLE001 - as in get_many
-            self._drop_async_client()
             self._failed(exc)
             return [None] * len(keys)
         self._succeeded()
         return out
 
-    def _async_client(self) -> Any:
-        """The asyncio client of the running loop, made on first use (or anew on another loop)."""
+    async def _async_connection(self) -> AsyncRedis:
+        """The running loop's connection, opened on first use and after a failure (and anew on
+        another loop: an asyncio connection belongs to the loop that opened it)."""
         loop = asyncio.get_running_loop()
-        if self._aclient is None or self._aloop is not loop:
-            import redis.asyncio as aredis
-            from redis.asyncio.retry import Retry
-            from redis.backoff import NoBackoff
+        if self._aloop is not loop:
+            self._aloop, self._aconn, self._aopen = loop, None, asyncio.Lock()
+        conn = self._aconn
+        if conn is not None and conn.usable:
+            return conn
+        async with self._aopen:  # one opening at a time; the others then share it
+            conn = self._aconn
+            if conn is None or not conn.usable:
+                conn = self._aconn = await AsyncRedis.open(
+                    self._connect_args, self._timeout, on_write_error=self._failed
+                )
+            return conn
 
-            self._aclient = aredis.Redis.from_url(
-                self._raw_url, socket_timeout=self._timeout,
-                socket_connect_timeout=self._timeout, retry=Retry(NoBackoff(), 0),
-                retry_on_timeout=False, health_check_interval=0,
-            )
-            self._aloop = loop
-        return self._aclient
-
-    def _drop_async_client(self) -> None:
-        """After a failure: the next try starts with a fresh client; this one closes meanwhile."""
-        client, self._aclient = self._aclient, None
-        if client is None:
-            return
-        task = asyncio.get_running_loop().create_task(_close_quietly(client))
-        self._closing.add(task)
-        task.add_done_callback(self._closing.discard)
-
-    async def aclose(self) -> None:
-        """Close the asyncio client (on its loop), then everything else as :meth:`close`."""
-        client, self._aclient = self._aclient, None
-        if client is not None and self._aloop is asyncio.get_running_loop():
-            await _close_quietly(client)
-        self.close()
+    def _pack_writes(self, items: Sequence[tuple[str, bytes]]) -> list[bytes]:
+        expiry = () if self.ttl is None else ("EX", self.ttl)
+        return self._pack_many([("SET", key, value, *expiry) for key, value in items])
 
     def put_many(self, items: Sequence[tuple[str, bytes]]) -> None:
+        """Write ``items`` and wait for Redis to answer."""
         if not items or not self.usable():
             return
         try:
             for i in range(0, len(items), _CHUNK):
-                pipe = self._client.pipeline(transaction=False)
-                for key, value in items[i : i + _CHUNK]:
-                    pipe.set(key, value, ex=self.ttl)
-                pipe.execute()
+                chunk = items[i : i + _CHUNK]
+                self._sync_call(self._pack_writes(chunk), len(chunk))  # an error reply raises
         except Exception as exc:  # noqa: BLE001 - as in get_many
             self._failed(exc)
             return
         self._succeeded()
 
     def put_later(self, items: Sequence[tuple[str, bytes]]) -> None:
-        """Write in the background (dropped, and counted, when the backlog is full)."""
+        """Write ``items`` without waiting for Redis (see the module docstring)."""
         if not items or not self.usable():
             return
-        with self._lock:
-            room = _BACKLOG - len(self._backlog)
-            if room < len(items):
-                self.dropped_writes += len(items) - max(0, room)
-                items = items[: max(0, room)]
-            self._backlog.extend(items)
-            if self._writing or not self._backlog:
-                return
-            self._writing = True
+        packed = b"".join(self._pack_writes(items))
         try:
-            self._writer.submit(self._write_job)
-        except RuntimeError:  # closed
-            with self._lock:
-                self._writing = False
-                self._backlog.clear()
-
-    def _write_job(self) -> None:
-        """Writer thread: write everything pending, in one pipeline per turn, until none is."""
-        while True:
-            with self._lock:
-                items, self._backlog = self._backlog, []
-                if not items:
-                    self._writing = False
-                    return
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # a library caller or a worker thread: a sync connection
             try:
-                self.put_many(items)
-            except BaseException:
-                with self._lock:
-                    self._writing = False
-                raise
+                self._sync_send([packed], len(items))
+            except Exception as exc:  # noqa: BLE001 - as in get_many
+                self._failed(exc)
+            return
+        conn = self._aconn  # the event loop: never block it; no connection (Redis down): skip
+        sent = (loop is self._aloop and conn is not None
+                and conn.send_unanswered(packed, len(items), _MAX_UNANSWERED))
+        if not sent:
+            self.dropped_writes += len(items)
 
     @property
     def pending(self) -> int:
-        """Entries not yet handed to Redis by the writer (0 when idle)."""
-        with self._lock:
-            return len(self._backlog) + (1 if self._writing else 0)
+        """Writes sent and not yet answered (0 once Redis has taken them all)."""
+        conn = self._aconn
+        return sum(held.owed for held in list(self._idle)) + (conn.unanswered if conn else 0)
 
     def flush(self, timeout: float = 5.0) -> None:
-        """Wait (bounded) until background writes are done: for tests and orderly shutdown."""
+        """Wait (bounded) until Redis has answered every write sent: for tests and shutdown.
+        The sync connections' owed replies are read here; the event loop reads its own."""
         deadline = time.monotonic() + timeout
-        while self.pending and time.monotonic() < deadline:
+        taken = self._drain_idle()  # held here: no other thread reads their replies meanwhile
+        try:
+            for held in taken:
+                if held.owed and time.monotonic() < deadline:
+                    held.settle()
+        except Exception as exc:  # noqa: BLE001 - a shutdown never fails on the cache
+            self._failed(exc)
+        finally:
+            self._idle.extend(taken)
+        conn = self._aconn
+        while conn is not None and conn.unanswered and conn.usable and time.monotonic() < deadline:
             time.sleep(0.005)
+
+    def _drain_idle(self) -> list[_Conn]:
+        taken: list[_Conn] = []
+        while self._idle:
+            taken.append(self._idle.pop())
+        return taken
 
     def flush_before_exit(self) -> None:
         """:meth:`flush`, bounded by a few Redis timeouts (at most 5 s): for close and exit."""
         self.flush(min(5.0, 4 * self._timeout + 0.5))
 
+    async def aclose(self) -> None:
+        """Let the asyncio connection's writes be answered (bounded), close it on its loop, then
+        everything else as :meth:`close`."""
+        conn, self._aconn = self._aconn, None
+        if conn is not None and self._aloop is asyncio.get_running_loop():
+            deadline = time.monotonic() + min(5.0, 4 * self._timeout + 0.5)
+            while conn.unanswered and conn.usable and time.monotonic() < deadline:
+                await asyncio.sleep(0.005)
+            conn.close()
+        self.close()
+
     def close(self) -> None:
-        """Write what is pending (bounded), then stop the threads and the client."""
+        """Wait for unanswered writes (bounded), then close the sync connections."""
         self.flush_before_exit()
-        self._writer.shutdown(wait=False, cancel_futures=True)
-        client: Any = self._client
-        try:
-            client.close()
-        except Exception:  # noqa: BLE001 - closing must not fail a shutdown
-            pass
-
-
-async def _close_quietly(client: Any) -> None:
-    with contextlib.suppress(Exception):  # closing must not fail a request or a shutdown
-        await client.aclose()
+        for held in self._drain_idle():
+            with contextlib.suppress(Exception):  # closing must not fail a shutdown
+                held.conn.disconnect()
 
 
 def _flush_at_exit(ref: weakref.ref[RedisTier]) -> None:
