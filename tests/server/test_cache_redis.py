@@ -179,7 +179,7 @@ def test_writes_never_wait_for_a_stalled_redis_and_land_once_it_answers(
         tier.close()
 
 
-def test_on_the_event_loop_writes_beyond_the_bound_are_dropped_and_counted(
+def test_on_the_event_loop_writes_wait_for_the_next_lookup_and_beyond_the_bound_are_dropped(
     redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import asyncio
@@ -189,7 +189,7 @@ def test_on_the_event_loop_writes_beyond_the_bound_are_dropped_and_counted(
     from embedserve.cache import remote as remote_mod
     from embedserve.cache.remote import RedisTier
 
-    monkeypatch.setattr(remote_mod, "_MAX_UNANSWERED", 40)
+    monkeypatch.setattr(remote_mod, "_MAX_QUEUED", 40)
     tier = RedisTier(redis_server.url, ttl=600, timeout=5.0)
     client = redis.Redis.from_url(redis_server.url)
 
@@ -204,11 +204,11 @@ def test_on_the_event_loop_writes_beyond_the_bound_are_dropped_and_counted(
         seen["spent"] = time.monotonic() - t0
         seen["pending"], seen["dropped"] = tier.pending, tier.dropped_writes
         await asyncio.to_thread(sleeper.join)
-        deadline = time.monotonic() + 10
-        while tier.pending and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)
-        tier.put_later([("later", b"x")])  # room again
-        seen["after"] = await tier.get_many_async(["later", "k3-9"])  # answered after the write
+        await asyncio.to_thread(tier.flush, 10)
+        seen["flushed"] = tier.pending
+        tier.put_later([("later", b"x")])  # room again; it rides along with the next lookup:
+        seen["queued"] = tier.pending
+        seen["after"] = await tier.get_many_async(["later", "k3-9"])  # so this lookup sees it
         await tier.aclose()
         return seen
 
@@ -219,6 +219,7 @@ def test_on_the_event_loop_writes_beyond_the_bound_are_dropped_and_counted(
     assert seen["warm"] == [None]
     assert seen["spent"] < 0.5  # the loop never waited for the sleeping Redis
     assert seen["pending"] == 40 and seen["dropped"] == 10
+    assert seen["flushed"] == 0 and seen["queued"] == 1
     assert seen["after"] == [b"x", b"v9"]
     assert len(client.keys("k*")) == 40 and client.get("k4-0") is None
     assert tier.errors == 0

@@ -5,8 +5,9 @@ the read, four loop turns per command) cost a single-key ``MGET`` ~130-290 us on
 round trip is ~30 us, and a cache miss pays that before it computes (BENCHMARKS.md). Here a command
 is one ``transport.write`` and one future, resolved straight from ``data_received`` by ``hiredis``'s
 reply parser; concurrent lookups are pipelined on the one connection, replies matched in order.
-Writes (:meth:`AsyncRedis.send_unanswered`) take a place in that order but nobody waits for their
-replies; an error reply to one goes to ``on_write_error``.
+Writes (``writes`` of :meth:`AsyncRedis.call`, sent in the same packet as the lookup, or
+:meth:`AsyncRedis.send_unanswered`) take a place in that order but nobody waits for their replies;
+an error reply to one goes to ``on_write_error``.
 
 The URL is read by ``redis``'s own parser (``redis://``, ``rediss://``, ``unix://``, user, password,
 db); the handshake is ``AUTH`` and ``SELECT`` where the URL asks for them. Any failure, a timeout
@@ -19,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 
@@ -169,10 +170,19 @@ class AsyncRedis(asyncio.Protocol):
         self._transport.write(packed)
         return True
 
-    async def call(self, packed: bytes, timeout: float) -> Any:
+    async def call(
+        self, packed: bytes | list[bytes], timeout: float, writes: bytes = b"", count: int = 0
+    ) -> Any:
         """The reply to one packed command; an error reply raises :class:`RedisReplyError`.
-        A timeout closes the connection (the late reply could not be matched any more)."""
-        future = self._send(packed)
+        A timeout closes the connection (the late reply could not be matched any more).
+
+        ``writes`` (``count`` commands) go out first in the same write, unanswered."""
+        if not self.usable:
+            raise ConnectionError(f"Redis connection is closed ({self._lost})")
+        if count:
+            self._waiting.extend([None] * count)
+            self.unanswered += count
+        future = self._send(writes + (packed if isinstance(packed, bytes) else b"".join(packed)))
         timer = asyncio.get_running_loop().call_later(timeout, self._timed_out, future, timeout)
         try:
             reply = await future
@@ -181,9 +191,6 @@ class AsyncRedis(asyncio.Protocol):
         if isinstance(reply, RedisReplyError):
             raise reply
         return reply
-
-    async def mget(self, keys: Sequence[str], timeout: float) -> list[bytes | None]:
-        return await self.call(pack("MGET", *keys), timeout)  # type: ignore[no-any-return]
 
     def _timed_out(self, future: asyncio.Future[Any], timeout: float) -> None:
         if not future.done():

@@ -11,7 +11,7 @@ path (pool checkout, retry wrapper, observability hooks; in ``redis.asyncio`` al
 tasks and four loop turns) cost a single-key ``MGET`` 130-290 us on loopback where the round trip
 is ~30 us (BENCHMARKS.md), so neither path uses it:
 
-* the library and the writer thread send packed commands on ``redis`` connections this tier keeps
+* the library (and the flusher thread) send packed commands on ``redis`` connections this tier keeps
   in its own free list (``redis`` makes them from the URL: TLS, unix sockets, AUTH, SELECT), one
   caller per connection, and read the replies with their ``hiredis`` parser;
 * the server looks up through :meth:`get_many_async`: one pipelined asyncio connection on its event
@@ -20,13 +20,16 @@ is ~30 us (BENCHMARKS.md), so neither path uses it:
 Both share the health state, timeout and back-off. A failure retires every connection that was idle
 then (they may be dead): the sync ones by a generation count, the asyncio one by closing itself.
 
-Writes (:meth:`put_later`) are sent and not waited for: the ``SET`` commands go out on a connection
-at once and their replies are read later, by the next command on that connection (asyncio: as they
-arrive). A call never waits for a cache write, no thread is involved (a writer thread's CPU and GIL
-competed with the engine: BENCHMARKS.md), and an error reply to a write still counts as a failure.
-On the event loop, writes beyond ``_MAX_UNANSWERED`` outstanding replies (Redis stalled) are
-dropped and counted. What is unanswered when the process exits or the tier closes is waited for,
-bounded by a few timeouts, so a process that exits right after ``encode`` still leaves its vectors.
+Writes (:meth:`put_later`) are never waited for. They are queued and ride along with the next
+lookup's command, in the same packet (one round trip and one wake-up of Redis for both: on this
+2-core box each wake-up of another process right after an engine run cost 0.1-0.4 ms,
+BENCHMARKS.md); their replies are read after it (asyncio: as they arrive), so an error reply to a
+write still counts as a failure. Writes no lookup takes within ``_FLUSH_EVERY`` are sent by a
+flusher thread. No writer thread competes with the engine for the CPU and the GIL. Beyond
+``_MAX_QUEUED`` waiting entries (or ``_MAX_UNANSWERED`` on the event loop's connection: Redis
+stalled) a write is dropped and counted. What is queued or unanswered when the process exits or the
+tier closes is sent and waited for, bounded by a few timeouts, so a process that exits right after
+``encode`` still leaves its vectors.
 """
 
 from __future__ import annotations
@@ -49,8 +52,10 @@ log = logging.getLogger("embedserve.cache")
 
 _CHUNK = 512  # keys per MGET, entries per pipelined write
 _MAX_BACKOFF = 30.0
-_MAX_UNANSWERED = 4096  # writes sent from the event loop and not yet answered, before dropping
+_MAX_QUEUED = 4096  # writes waiting to ride along with the next lookup, before dropping
+_MAX_UNANSWERED = 4096  # writes sent on the event loop's connection and not yet answered
 _MAX_OWED = 4096  # unread write replies on a sync connection before they are read at once
+_FLUSH_EVERY = 0.1  # seconds: writes no lookup took within this are sent by the flusher thread
 
 
 def _safe_url(url: str) -> str:
@@ -117,6 +122,12 @@ class RedisTier:
         self._retry_at = 0.0
         self._lock = threading.Lock()
         self._timeout = timeout
+        # writes waiting to be sent: (queued at, packed SETs, count); under _lock
+        self._queue: list[tuple[float, bytes, int]] = []
+        self._queued = 0
+        self._flusher: threading.Thread | None = None
+        self._sending = threading.Lock()
+        self._closed = False
         atexit.register(_flush_at_exit, weakref.ref(self))
 
     # -- health -------------------------------------------------------------------------------
@@ -164,9 +175,11 @@ class RedisTier:
 
         A connection that failed in any way (an error reply included: replies after it would be
         left unread) is closed, never reused."""
+        writes, count = self._take_queue()
         held = self._take()
         try:
-            held.conn.send_packed_command(packed, check_health=False)
+            held.conn.send_packed_command([*writes, *packed], check_health=False)
+            held.owed += count
             held.settle()
             out = [held.conn.read_response() for _ in range(replies)]
         except BaseException:
@@ -212,8 +225,14 @@ class RedisTier:
         out: list[bytes | None] = []
         try:
             conn = await self._async_connection()
+            writes, count = self._take_queue()
+            if count and conn.unanswered + count > _MAX_UNANSWERED:  # Redis is not keeping up
+                self.dropped_writes += count
+                writes, count = [], 0
             for i in range(0, len(keys), _CHUNK):
-                out.extend(await conn.mget(keys[i : i + _CHUNK], self._timeout))
+                packed = self._pack("MGET", *keys[i : i + _CHUNK])
+                out.extend(await conn.call(packed, self._timeout, b"".join(writes), count))
+                writes, count = [], 0
         except Exception as exc:  # noqa: BLE001 - as in get_many
             self._failed(exc)
             return [None] * len(keys)
@@ -255,34 +274,59 @@ class RedisTier:
         self._succeeded()
 
     def put_later(self, items: Sequence[tuple[str, bytes]]) -> None:
-        """Write ``items`` without waiting for Redis (see the module docstring)."""
+        """Write ``items`` without waiting: they ride along with the next lookup's command (one
+        round trip, one wake-up of Redis, for both), or are sent by a flusher thread if no lookup
+        comes within ``_FLUSH_EVERY``. Beyond ``_MAX_QUEUED`` waiting entries a write is dropped
+        and counted."""
         if not items or not self.usable():
             return
         packed = b"".join(self._pack_writes(items))
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:  # a library caller or a worker thread: a sync connection
+        with self._lock:
+            if self._queued + len(items) > _MAX_QUEUED:
+                self.dropped_writes += len(items)
+                return
+            self._queue.append((time.monotonic(), packed, len(items)))
+            self._queued += len(items)
+            if self._flusher is None and not self._closed:
+                self._flusher = threading.Thread(
+                    target=_flush_queue_every, args=(weakref.ref(self),), daemon=True,
+                    name="embedserve-cache-flush",
+                )
+                self._flusher.start()
+
+    def _take_queue(self, older_than: float | None = None) -> tuple[list[bytes], int]:
+        """The queued writes (packed) and their count; all, or none unless the oldest was queued
+        before ``older_than``."""
+        with self._lock:
+            queue = self._queue
+            if not queue or (older_than is not None and queue[0][0] > older_than):
+                return [], 0
+            count, self._queue, self._queued = self._queued, [], 0
+        return [packed for _, packed, _ in queue], count
+
+    def _send_queue(self, older_than: float | None = None) -> None:
+        """Send what is queued (see :meth:`_take_queue`) on a sync connection, not waiting."""
+        with self._sending:  # so flush() waits for the flusher thread's send in progress
+            writes, count = self._take_queue(older_than)
+            if not count:
+                return
             try:
-                self._sync_send([packed], len(items))
+                self._sync_send(writes, count)
             except Exception as exc:  # noqa: BLE001 - as in get_many
                 self._failed(exc)
-            return
-        conn = self._aconn  # the event loop: never block it; no connection (Redis down): skip
-        sent = (loop is self._aloop and conn is not None
-                and conn.send_unanswered(packed, len(items), _MAX_UNANSWERED))
-        if not sent:
-            self.dropped_writes += len(items)
 
     @property
     def pending(self) -> int:
-        """Writes sent and not yet answered (0 once Redis has taken them all)."""
+        """Writes not yet answered by Redis: queued, sent and unanswered (0 once all landed)."""
         conn = self._aconn
-        return sum(held.owed for held in list(self._idle)) + (conn.unanswered if conn else 0)
+        owed = sum(held.owed for held in list(self._idle))
+        return self._queued + owed + (conn.unanswered if conn else 0)
 
     def flush(self, timeout: float = 5.0) -> None:
-        """Wait (bounded) until Redis has answered every write sent: for tests and shutdown.
-        The sync connections' owed replies are read here; the event loop reads its own."""
+        """Send what is queued and wait (bounded) until Redis has answered every write: for tests
+        and shutdown. The sync connections' replies are read here; the event loop reads its own."""
         deadline = time.monotonic() + timeout
+        self._send_queue()
         taken = self._drain_idle()  # held here: no other thread reads their replies meanwhile
         try:
             for held in taken:
@@ -311,6 +355,9 @@ class RedisTier:
         everything else as :meth:`close`."""
         conn, self._aconn = self._aconn, None
         if conn is not None and self._aloop is asyncio.get_running_loop():
+            writes, count = self._take_queue()
+            if count:
+                conn.send_unanswered(b"".join(writes), count, _MAX_UNANSWERED)
             deadline = time.monotonic() + min(5.0, 4 * self._timeout + 0.5)
             while conn.unanswered and conn.usable and time.monotonic() < deadline:
                 await asyncio.sleep(0.005)
@@ -318,7 +365,8 @@ class RedisTier:
         self.close()
 
     def close(self) -> None:
-        """Wait for unanswered writes (bounded), then close the sync connections."""
+        """Send queued writes and wait for the answers (bounded), then close the connections."""
+        self._closed = True
         self.flush_before_exit()
         for held in self._drain_idle():
             with contextlib.suppress(Exception):  # closing must not fail a shutdown
@@ -329,3 +377,14 @@ def _flush_at_exit(ref: weakref.ref[RedisTier]) -> None:
     tier = ref()
     if tier is not None:
         tier.flush_before_exit()
+
+
+def _flush_queue_every(ref: weakref.ref[RedisTier]) -> None:
+    """The flusher thread: writes that no lookup took along within ``_FLUSH_EVERY`` go out."""
+    while True:
+        time.sleep(_FLUSH_EVERY)
+        tier = ref()
+        if tier is None or tier._closed:
+            return
+        tier._send_queue(older_than=time.monotonic() - _FLUSH_EVERY)
+        del tier
