@@ -210,14 +210,26 @@ class Embedder:
         if lookup is None:
             out, _ = self._compute(items, truncate, budget, max_count, progress)
         else:
-            lookup.fetch_remote()
+            asked = None
+            if lookup.speculate:  # compute while Redis answers (it rarely has what is asked lately)
+                asked = self._cache.remote.get_many_later(lookup.remote_keys())  # type: ignore[union-attr]
+            else:
+                lookup.fetch_remote()
             todo = [] if lookup.hit_all else lookup.miss_texts()
             if progress is not None and len(todo) < len(items):
                 progress(len(items) - len(todo))
             try:
                 raw, counts = self._compute(todo, truncate, budget, max_count, progress)
             except InputTooLong as err:  # the index in the caller's list, not in the misses
+                if asked is not None:
+                    asked.cancel()
                 raise InputTooLong(lookup.miss_index(err.index), err.tokens, err.limit) from None
+            except BaseException:
+                if asked is not None:
+                    asked.cancel()
+                raise
+            if asked is not None:
+                lookup.take_remote(asked.result())
             out, _ = lookup.complete(raw, counts, background=True)  # Redis: off the call
         if normalize or dimensions is not None:
             out = l2_normalize(out)

@@ -44,3 +44,34 @@ def test_a_process_that_exits_right_after_encode_still_leaves_its_vectors_in_red
         assert out.tobytes() == ref.tobytes()
     finally:
         tier.close()
+
+
+def test_after_many_misses_a_miss_computes_while_redis_answers_and_hits_turn_that_off(
+    redis_server: RedisServer,
+) -> None:
+    engine = FakeEngine()
+    tier = RedisTier(redis_server.url, ttl=600, timeout=2.0)
+    try:
+        emb = Embedder.from_engine(engine, cache=EmbeddingCache(0, tier))
+        known = [f"known text {i}" for i in range(8)]
+        first = emb.encode(known, normalize=False)  # now in Redis
+        assert not tier.speculate()  # nothing seen yet: a miss asks Redis first
+        for i in range(200):  # Redis has none of these
+            emb.encode(f"never seen before {i}")
+        assert tier.speculate() and tier.hit_rate < 1 / 16
+        tier.flush()
+        ran = sum(engine.batches)
+        again = emb.encode([known[0]], normalize=False)
+        assert sum(engine.batches) == ran + 1  # computed while Redis answered...
+        assert emb.cache is not None and emb.cache.hits["redis"] == 1  # ...which had it
+        assert again.tobytes() == first[:1].tobytes()
+        hits = 1
+        while tier.speculate():  # each hit raises the rate; a few and misses wait for Redis again
+            emb.encode([known[hits]])
+            hits += 1
+        assert hits <= 5
+        ran = sum(engine.batches)
+        assert emb.encode([known[7]], normalize=False).tobytes() == first[7:].tobytes()
+        assert sum(engine.batches) == ran  # a hit, answered by Redis alone
+    finally:
+        tier.close()

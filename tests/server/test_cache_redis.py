@@ -223,3 +223,34 @@ def test_on_the_event_loop_writes_wait_for_the_next_lookup_and_beyond_the_bound_
     assert seen["after"] == [b"x", b"v9"]
     assert len(client.keys("k*")) == 40 and client.get("k4-0") is None
     assert tier.errors == 0
+
+
+def test_after_many_misses_a_request_redis_answers_is_dropped_from_the_queue(
+    redis_server: RedisServer,
+) -> None:
+    app, loader = _app(redis_server.url)
+    loader.engine_kw = {"delay_per_batch": 0.5}
+    with serve(app) as url, httpx.Client(base_url=url, timeout=30) as c:
+        known = c.post("/api/embed", json={"model": "fake", "input": ["already in redis"]}).json()
+        _flush(app)
+        remote = app.state.embedserve.cache.remote
+        for i in range(200):  # Redis has none of these: misses compute while it answers now
+            remote.get_many([f"absent {i}"])
+        assert remote.speculate()
+        engine = loader.engines[0]
+        ran = sum(engine.batches)
+        busy = threading.Thread(target=lambda: c.post(
+            "/api/embed", json={"model": "fake", "input": ["keeps the engine busy"]}))
+        busy.start()
+        _wait_for(lambda: sum(engine.batches) == ran + 1, 10)  # the engine is in its 0.5 s
+        t0 = time.monotonic()
+        hit = c.post("/api/embed", json={"model": "fake", "input": ["already in redis"]}).json()
+        waited = time.monotonic() - t0
+        busy.join()
+        assert hit["embeddings"] == known["embeddings"]
+        assert waited < 0.4  # answered by Redis while its queued copy waited behind the batch
+        assert sum(engine.batches) == ran + 1  # and that copy was dropped, never computed
+        assert _metric(c, "embedserve_cache_redis_speculated_total") == 1
+        fresh = c.post("/api/embed", json={"model": "fake", "input": ["a new text"]}).json()
+        assert sum(engine.batches) == ran + 2 and len(fresh["embeddings"]) == 1
+        assert 0 < _metric(c, "embedserve_cache_redis_hit_rate") < 1 / 16

@@ -60,8 +60,19 @@ def cache_series(cache: EmbeddingCache) -> list[Gauge]:
             ),
             CallbackCounter(
                 "embedserve_cache_redis_dropped_writes_total",
-                "cache writes dropped because the Redis writer was behind",
+                "cache writes dropped because Redis was not keeping up (too many queued or unanswered)",
                 (), one(lambda: remote.dropped_writes),
+            ),
+            Gauge(
+                "embedserve_cache_redis_hit_rate",
+                "share of the last ~64 keys asked of Redis that it had (under 1/16: misses compute "
+                "while Redis answers)",
+                (), one(lambda: remote.hit_rate),
+            ),
+            CallbackCounter(
+                "embedserve_cache_redis_speculated_total",
+                "requests whose queued computation was dropped because Redis answered all of it",
+                (), one(lambda: remote.speculated),
             ),
         ]
     return series

@@ -7,6 +7,7 @@ batcher and the engine never know about it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -14,7 +15,7 @@ import numpy as np
 
 from embedserve.cache.tiered import EmbeddingCache
 from embedserve.engine.base import EngineInfo
-from embedserve.errors import InputTooLong
+from embedserve.errors import InputTooLong, Overloaded
 
 Wait = Callable[["asyncio.Future[Any]"], Awaitable[None]]
 
@@ -44,14 +45,27 @@ async def embed_cached(
             await wait(pending)
         vectors, tokens = await pending
         return vectors, tokens
-    if lookup.wants_remote:
+    pending = None
+    if lookup.speculate:  # compute while Redis answers (it rarely has what is asked lately)
+        assert cache is not None and cache.remote is not None
+        keys = lookup.remote_keys()
+        with contextlib.suppress(Overloaded):  # then Redis may still answer it all, see below
+            pending = batcher.submit(
+                lookup.miss_texts(), truncate, limit, counts=True, on_compute=on_compute
+            )
+        lookup.take_remote(await cache.remote.get_many_async(keys))
+        if lookup.hit_all and pending is not None:
+            pending.cancel()  # still queued: never computed; already running: its result dropped
+            cache.remote.speculated += 1
+    elif lookup.wants_remote:
         assert cache is not None and cache.remote is not None
         lookup.take_remote(await cache.remote.get_many_async(lookup.remote_keys()))
     if lookup.hit_all:
         return lookup.complete()
-    pending = batcher.submit(
-        lookup.miss_texts(), truncate, limit, counts=True, on_compute=on_compute
-    )
+    if pending is None:
+        pending = batcher.submit(
+            lookup.miss_texts(), truncate, limit, counts=True, on_compute=on_compute
+        )
     if wait is not None:
         await wait(pending)
     try:

@@ -18,6 +18,8 @@ from embedserve.cache.memory import MemoryLRU
 from embedserve.cache.remote import RedisTier
 from embedserve.engine.base import EngineInfo
 
+SPECULATE_MAX = 8  # texts left to compute, at most, for a lookup to compute while Redis answers
+
 
 class EmbeddingCache:
     def __init__(self, max_bytes: int, remote: RedisTier | None = None) -> None:
@@ -106,13 +108,23 @@ class Lookup:
             self.take_remote(self.cache.remote.get_many(self.remote_keys()))
 
     @property
+    def speculate(self) -> bool:
+        """Compute the misses while Redis is asked, instead of after: when Redis has rarely had
+        what was asked of it lately (:meth:`RedisTier.speculate`), so a miss does not wait for
+        the round trip, and only for a few texts (``SPECULATE_MAX``: beside the compute of more,
+        the round trip is under 1 %). What Redis does answer is then used, not written back."""
+        return (len(self._missing) <= SPECULATE_MAX
+                and self.wants_remote and self.cache.remote.speculate())  # type: ignore[union-attr]
+
+    @property
     def hit_all(self) -> bool:
         return not self._missing
 
     def miss_texts(self) -> list[str]:
         """The distinct texts left to compute, in first-seen order."""
-        self._slots: dict[str, int] = {}
+        self._slots: dict[str, int] = {}  # key -> index into the computed batch
         self._runs: list[int] = []  # missing position -> index into the computed batch
+        self._asked = list(self._missing)  # (Redis may answer some of them afterwards)
         texts: list[str] = []
         for i in self._missing:
             slot = self._slots.get(self.keys[i])
@@ -124,7 +136,7 @@ class Lookup:
 
     def miss_index(self, computed_index: int) -> int:
         """The caller's index of the ``computed_index``-th text of :meth:`miss_texts`."""
-        return self._missing[self._runs.index(computed_index)]
+        return self._asked[self._runs.index(computed_index)]
 
     def complete(
         self,
@@ -139,10 +151,16 @@ class Lookup:
         ``background``: write Redis from the cache's writer thread instead of now.
         """
         cache = self.cache
-        if self._missing:
+        missing = self._missing
+        if missing:
             assert computed is not None
-            cache.misses += len(self._missing)
-            items = [(k, pack(computed[s], counts[s])) for k, s in self._slots.items()]
+            cache.misses += len(missing)
+            slots = self._slots
+            if len(slots) == len(missing):  # each distinct (the usual case)
+                items = [(k, pack(computed[s], counts[s])) for k, s in slots.items()]
+            else:  # repeats, or Redis answered some of what was computed meanwhile
+                todo = {self.keys[i]: slots[self.keys[i]] for i in missing}
+                items = [(k, pack(computed[s], counts[s])) for k, s in todo.items()]
             if cache.memory is not None:
                 cache.memory.put_many(items)
             if cache.remote is not None:
@@ -150,15 +168,16 @@ class Lookup:
                     cache.remote.put_later(items)
                 else:
                     cache.remote.put_many(items)
-            if len(computed) == len(self.keys):  # all missed, all distinct: already in order
+            if len(computed) == len(missing) == len(self.keys):  # all missed, all distinct
                 return np.asarray(computed, np.float32), int(sum(counts))
         out = np.empty((len(self.keys), self.dim), dtype=np.float32)
         for i, vec in enumerate(self.vectors):
             if vec is not None:
                 out[i] = vec
-        if self._missing:
+        if missing:
             assert computed is not None
-            for i, slot in zip(self._missing, self._runs):
+            for i in missing:
+                slot = self._slots[self.keys[i]]
                 out[i] = computed[slot]
                 self.tokens[i] = int(counts[slot])
         return out, sum(self.tokens)
