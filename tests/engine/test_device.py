@@ -56,13 +56,10 @@ def test_cuda_without_a_cuda_build_is_one_line_and_cpu_works(
 def test_the_cuda_int8_graph_computes_what_the_cpu_one_does(tmp_path: Path) -> None:
     """Run here on the CPU EP (ONNX MatMulInteger has a CPU kernel too): same integers, same sums.
 
-    On x86 CPUs without VNNI, onnxruntime's fast u8 x s8 kernel (the CPU graph's) sums pairs of
-    products in int16 and saturates where this random model's full-range weights meet large
-    activations; ``session.x64quantprecision`` selects its exact path, so what is compared is
-    the two graphs, not that kernel (its effect on a real model: BENCHMARKS.md, int8 on AVX2)."""
+    With the engine's session options (their exact u8 x s8 path: see ``session_options``)."""
     import onnxruntime as ort
 
-    from embedserve.engine.onnx import attention_split, pad_batch
+    from embedserve.engine.onnx import attention_split, pad_batch, session_options
     from embedserve.store.graph import build_graph
     from embedserve.store.folder import inspect_folder  # noqa: F401  (the builder reads the folder)
 
@@ -75,8 +72,6 @@ def test_the_cuda_int8_graph_computes_what_the_cpu_one_does(tmp_path: Path) -> N
     out = {}
     for device in ("cpu", "cuda"):
         model = build_graph(src, "int8", device=device)
-        so = ort.SessionOptions()
-        so.add_session_config_entry("session.x64quantprecision", "1")
-        sess = ort.InferenceSession(model.SerializeToString(), so, providers=[CPU])
+        sess = ort.InferenceSession(model.SerializeToString(), session_options(), providers=[CPU])
         out[device] = sess.run(["pooled"], feeds)[0]
     np.testing.assert_allclose(out["cuda"], out["cpu"], rtol=0, atol=1e-5 * np.abs(out["cpu"]).max())

@@ -88,7 +88,10 @@ def _one_matmul(rng_: Range, cuda: bool = False) -> tuple:
                               initializer=g.inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid(MS, 1)])
     model.ir_version = 8
-    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]), weight, g
+    from embedserve.engine.onnx import session_options  # the engine's (exact u8 x s8 on AVX2)
+
+    sess = ort.InferenceSession(model.SerializeToString(), session_options(), providers=["CPUExecutionProvider"])
+    return sess, weight, g
 
 
 def test_outlier_tokens_get_per_row_scales_the_rest_static() -> None:

@@ -27,12 +27,18 @@ def session_options(threads: int | None = None):  # type: ignore[no-untyped-def]
     as the run returns (``session.force_spinning_stop``), so between batches they leave the cores
     to the server's event loop and to clients on the same machine. Measured on 2 cores against
     never spinning (BENCHMARKS.md): server 32 clients x 1 text +12 %, 1 x 1 p50 -1 ms.
+
+    ``session.x64quantprecision``: on x86 CPUs without VNNI (AVX2 only) onnxruntime's fast u8 x s8
+    kernel adds pairs of products in int16 and saturates; its exact path keeps the int8 graph's
+    integer products exact, so an int8 tag gives the same vectors on every x86 CPU. It costs the
+    int8 tag 13 % of its throughput on such a CPU (BENCHMARKS.md); VNNI kernels never saturate.
     """
     import onnxruntime as ort
 
     so = ort.SessionOptions()
     so.add_session_config_entry("session.intra_op.allow_spinning", "1")
     so.add_session_config_entry("session.force_spinning_stop", "1")
+    so.add_session_config_entry("session.x64quantprecision", "1")
     so.intra_op_num_threads = threads or cpu_quota()
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL

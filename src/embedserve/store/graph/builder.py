@@ -116,10 +116,9 @@ class GraphBuilder:
         the same constants (**static**, from the range calibration measured, ``self.ranges[name]``,
         :mod:`.calibrate`), or each row with its own scale (**per row**, computed per call) where
         calibration saw outlier tokens that would leave a static scale too few steps for the
-        others (``Range.levels() < MIN_LEVELS``). The integer product is exact either way (but on x86
-        CPUs without VNNI onnxruntime's fast u8 x s8 kernel saturates int16 pair sums: measured on
-        all-minilm, mean cosine to exact 0.9928 vs 0.9931 with its exact path, which is 13 % slower;
-        kept, BENCHMARKS.md). (A
+        others (``Range.levels() < MIN_LEVELS``). The integer product is exact either way (on x86
+        CPUs without VNNI, with ``session.x64quantprecision``: see ``engine.onnx.session_options``).
+        (A
         per-tensor scale computed per call, ``DynamicQuantizeMatMul``, moved vectors by up to
         1.3 % in cosine; per row everywhere cost 14 % of its throughput.)"""
         q, w_scale = quantize_per_channel(weight)
