@@ -123,7 +123,7 @@ class RedisTier:
         # Redis's hit rate over roughly the last 64 keys asked (moving average), from 1.0: until
         # the misses are seen, a miss asks Redis first and computes after (see speculate())
         self.hit_rate = 1.0
-        self.speculated = 0  # lookups whose misses computed while Redis answered
+        self.speculated = 0  # server lookups whose queued computation Redis made needless (dropped)
         self._backoff = 0.5
         self._retry_at = 0.0
         self._lock = threading.Lock()

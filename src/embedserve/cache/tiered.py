@@ -156,7 +156,8 @@ class Lookup:
         """All raw vectors in input order and the total token count; stores what was computed.
 
         ``computed``/``counts``: the vectors and token counts of :meth:`miss_texts`, in its order.
-        ``background``: write Redis from the cache's writer thread instead of now.
+        ``background``: write Redis without waiting for it (the write rides along with the next
+        lookup; :meth:`RedisTier.put_later`) instead of now.
         """
         cache = self.cache
         missing = self._missing
