@@ -211,9 +211,10 @@ class Embedder:
             out, _ = self._compute(items, truncate, budget, max_count, progress)
         else:
             asked = None
-            if lookup.speculate:  # compute while Redis answers (it rarely has what is asked lately)
+            plan = lookup.remote_plan()
+            if plan == "during":  # compute while Redis answers (it rarely has what is asked lately)
                 asked = self._cache.remote.get_many_later(lookup.remote_keys())  # type: ignore[union-attr]
-            else:
+            elif plan == "first":
                 lookup.fetch_remote()
             todo = [] if lookup.hit_all else lookup.miss_texts()
             if progress is not None and len(todo) < len(items):

@@ -74,5 +74,11 @@ def cache_series(cache: EmbeddingCache) -> list[Gauge]:
                 "requests whose queued computation was dropped because Redis answered all of it",
                 (), one(lambda: remote.speculated),
             ),
+            CallbackCounter(
+                "embedserve_cache_redis_skipped_lookups_total",
+                "lookups that computed without asking Redis (its hit rate under 1/16; one in 8 "
+                "still asks)",
+                (), one(lambda: remote.skipped),
+            ),
         ]
     return series

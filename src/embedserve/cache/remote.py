@@ -58,6 +58,7 @@ _MAX_OWED = 4096  # unread write replies on a sync connection before they are re
 _FLUSH_EVERY = 0.1  # seconds: writes no lookup took within this are sent by the flusher thread
 _SPECULATE_BELOW = 1 / 16  # Redis's recent hit rate under which misses compute while it answers
 _RATE_WEIGHT = 1 / 64  # the weight of each looked-up key in that moving hit rate
+_ASK_EVERY = 8  # while speculating, one lookup in this many asks Redis (the others skip it)
 
 
 def _safe_url(url: str) -> str:
@@ -121,9 +122,11 @@ class RedisTier:
         self.errors = 0
         self.dropped_writes = 0
         # Redis's hit rate over roughly the last 64 keys asked (moving average), from 1.0: until
-        # the misses are seen, a miss asks Redis first and computes after (see speculate())
+        # the misses are seen, a miss asks Redis first and computes after (see plan())
         self.hit_rate = 1.0
         self.speculated = 0  # server lookups whose queued computation Redis made needless (dropped)
+        self.skipped = 0  # lookups that did not ask Redis (speculating, not sampled)
+        self._asks = 0
         self._backoff = 0.5
         self._retry_at = 0.0
         self._lock = threading.Lock()
@@ -215,7 +218,7 @@ class RedisTier:
 
     def get_many_later(self, keys: Sequence[str]) -> _PendingGet:
         """:meth:`get_many` in two halves: the ``MGET`` (with any queued writes) is sent now, the
-        reply read by ``.result()``, so the caller can compute meanwhile (:meth:`speculate`)."""
+        reply read by ``.result()``, so the caller can compute meanwhile (:meth:`plan`)."""
         if not keys or not self.usable():
             return _PendingGet(self, None, 0, len(keys))
         writes, count = self._take_queue()
@@ -232,14 +235,25 @@ class RedisTier:
             return _PendingGet(self, None, 0, len(keys))
         return _PendingGet(self, held, len(chunks), len(keys))
 
-    def speculate(self) -> bool:
-        """Whether a miss should compute while Redis is asked, not after: Redis has had under
-        1/16 of the keys asked lately. The round trip (0.15-0.4 ms here, mostly waking Redis
-        up) is then hidden behind the engine's work; what Redis does answer is still used (the
-        server drops a computation still queued when Redis answers all of it). Hits push the rate
-        back up quickly (a few in 64), and then misses wait for Redis again, so compute is never
-        spent on what Redis mostly has."""
-        return self.hit_rate < _SPECULATE_BELOW
+    def plan(self) -> str:
+        """How a lookup of a few misses uses Redis now: ``"first"`` (ask, then compute what it
+        lacks), or, while Redis has had under 1/16 of the keys asked lately, ``"during"`` (ask
+        and compute at once; what Redis answers is still used, and the server drops a queued
+        computation Redis answers in full) for one lookup in ``_ASK_EVERY``, ``"skip"`` (compute,
+        do not ask) for the others.
+
+        Why: on this 2-core box a round trip right after an engine run costs 0.2-0.4 ms, mostly
+        waking Redis up, and asking during the run puts Redis's CPU on the engine's cores; when
+        Redis has almost nothing, asking every time buys almost nothing. The sampled lookups keep
+        the rate current: a few hits among them and every lookup asks first again. Writes still
+        go to Redis (with the sampled lookups, or the flusher thread), so other servers share."""
+        if self.hit_rate >= _SPECULATE_BELOW:
+            return "first"
+        self._asks += 1
+        if self._asks % _ASK_EVERY == 0:
+            return "during"
+        self.skipped += 1
+        return "skip"
 
     def _observe(self, values: Sequence[bytes | None]) -> None:
         rate = self.hit_rate

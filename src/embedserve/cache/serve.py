@@ -46,7 +46,8 @@ async def embed_cached(
         vectors, tokens = await pending
         return vectors, tokens
     pending = None
-    if lookup.speculate:  # compute while Redis answers (it rarely has what is asked lately)
+    plan = lookup.remote_plan()
+    if plan == "during":  # compute while Redis answers (it rarely has what is asked lately)
         assert cache is not None and cache.remote is not None
         keys = lookup.remote_keys()
         with contextlib.suppress(Overloaded):  # then Redis may still answer it all, see below
@@ -57,7 +58,7 @@ async def embed_cached(
         if lookup.hit_all and pending is not None:
             pending.cancel()  # still queued: never computed; already running: its result dropped
             cache.remote.speculated += 1
-    elif lookup.wants_remote:
+    elif plan == "first":
         assert cache is not None and cache.remote is not None
         lookup.take_remote(await cache.remote.get_many_async(lookup.remote_keys()))
     if lookup.hit_all:

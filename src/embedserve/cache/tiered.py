@@ -18,7 +18,7 @@ from embedserve.cache.memory import MemoryLRU
 from embedserve.cache.remote import RedisTier
 from embedserve.engine.base import EngineInfo
 
-SPECULATE_MAX = 8  # texts left to compute, at most, for a lookup to compute while Redis answers
+SPECULATE_MAX = 8  # misses, at most, for a lookup to compute while (or without) asking Redis
 
 
 class EmbeddingCache:
@@ -115,14 +115,17 @@ class Lookup:
             assert self.cache.remote is not None
             self.take_remote(self.cache.remote.get_many(self.remote_keys()))
 
-    @property
-    def speculate(self) -> bool:
-        """Compute the misses while Redis is asked, instead of after: when Redis has rarely had
-        what was asked of it lately (:meth:`RedisTier.speculate`), so a miss does not wait for
-        the round trip, and only for a few texts (``SPECULATE_MAX``: beside the compute of more,
-        the round trip is under 1 %). What Redis does answer is then used, not written back."""
-        return (len(self._missing) <= SPECULATE_MAX
-                and self.wants_remote and self.cache.remote.speculate())  # type: ignore[union-attr]
+    def remote_plan(self) -> str:
+        """How this lookup uses Redis: ``"none"`` (nothing left for it, or it is down),
+        ``"first"`` (ask, then compute what it lacks), and for a lookup of up to ``SPECULATE_MAX``
+        misses whatever :meth:`RedisTier.plan` says (``"during"``: ask while computing;
+        ``"skip"``: compute without asking). Beside the compute of more texts, a round trip is
+        under 1 %, so larger lookups always ask first."""
+        if not self.wants_remote:
+            return "none"
+        if len(self._missing) > SPECULATE_MAX:
+            return "first"
+        return self.cache.remote.plan()  # type: ignore[union-attr]
 
     @property
     def hit_all(self) -> bool:
