@@ -279,7 +279,9 @@ def main() -> None:
                 "memory": Embedder.from_engine(engine, cache=EmbeddingCache(256 << 20)),
                 "redis": Embedder.from_engine(engine, cache=EmbeddingCache(0, remote)),
             }
-            embedders["off_a"].encode(["warm up"])
+            for text in take(args.warm):  # misses, as for the servers
+                for e in embedders.values():
+                    e.encode([text])
 
             def encoder(e: Embedder) -> Timed:
                 def run(batch: list[str]) -> float:

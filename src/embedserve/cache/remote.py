@@ -30,6 +30,10 @@ flusher thread. No writer thread competes with the engine for the CPU and the GI
 stalled) a write is dropped and counted. What is queued or unanswered when the process exits or the
 tier closes is sent and waited for, bounded by a few timeouts, so a process that exits right after
 ``encode`` still leaves its vectors.
+
+While Redis has had under 1/16 of the keys asked of it lately, small lookups stop waiting for it
+(:meth:`RedisTier.plan`): one in ``_ASK_EVERY`` asks while computing, the others compute without
+asking; the asked ones keep the hit rate current.
 """
 
 from __future__ import annotations
