@@ -246,11 +246,12 @@ class RedisTier:
         computation Redis answers in full) for one lookup in ``_ASK_EVERY``, ``"skip"`` (compute,
         do not ask) for the others.
 
-        Why: on this 2-core box a round trip right after an engine run costs 0.2-0.4 ms, mostly
-        waking Redis up, and asking during the run puts Redis's CPU on the engine's cores; when
-        Redis has almost nothing, asking every time buys almost nothing. The sampled lookups keep
-        the rate current: a few hits among them and every lookup asks first again. Writes still
-        go to Redis (with the sampled lookups, or the flusher thread), so other servers share."""
+        Why: on a 2-core box a round trip right after an engine run cost 0.2-0.4 ms, mostly
+        waking Redis up (BENCHMARKS.md), and asking during the run puts Redis's CPU on the
+        engine's cores; when Redis has almost nothing, asking every time buys almost nothing. The
+        sampled lookups keep the rate current: a few hits among them and every lookup asks first
+        again. Writes still go to Redis (with the sampled lookups, or the flusher thread), so
+        other servers share."""
         if self.hit_rate >= _SPECULATE_BELOW:
             return "first"
         self._asks += 1
