@@ -70,11 +70,11 @@ def test_after_many_misses_one_lookup_in_8_asks_redis_while_computing_and_hits_t
         tier.flush()
         asked, ran, skipped = mgets(), sum(engine.batches), tier.skipped
         out = [emb.encode([text], normalize=False) for text in known[:16]]
-        assert mgets() - asked == 16 // remote_mod._ASK_EVERY  # the others did not ask
+        assert mgets() - asked == 16 // remote_mod.ASK_EVERY  # the others did not ask
         assert sum(engine.batches) == ran + 16  # every one computed, none waited for Redis
-        assert emb.cache is not None and emb.cache.hits["redis"] == 16 // remote_mod._ASK_EVERY
+        assert emb.cache is not None and emb.cache.hits["redis"] == 16 // remote_mod.ASK_EVERY
         assert b"".join(o.tobytes() for o in out) == first[:16].tobytes()
-        assert tier.skipped - skipped == 16 - 16 // remote_mod._ASK_EVERY
+        assert tier.skipped - skipped == 16 - 16 // remote_mod.ASK_EVERY
         i = 16
         while tier.hit_rate < 1 / 16:  # each sampled hit raises the rate; a few, and all ask first
             emb.encode([known[i]])

@@ -230,7 +230,7 @@ def test_after_many_misses_a_request_redis_answers_is_dropped_from_the_queue(
 ) -> None:
     from embedserve.cache import remote as remote_mod
 
-    monkeypatch.setattr(remote_mod, "_ASK_EVERY", 1)  # every lookup the sampled one
+    monkeypatch.setattr(remote_mod, "ASK_EVERY", 1)  # every lookup the sampled one
     app, loader = _app(redis_server.url)
     started: list[int] = []  # batches the engine has begun (it records them only when done)
     loader.engine_kw = {"delay_per_batch": 0.5, "fail": lambda batch: started.append(len(batch))}

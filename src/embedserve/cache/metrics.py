@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
+from embedserve.cache.remote import ASK_EVERY
 from embedserve.cache.tiered import EmbeddingCache
 from embedserve.service.metrics import Gauge, LabelValues
 
@@ -76,8 +77,8 @@ def cache_series(cache: EmbeddingCache) -> list[Gauge]:
             ),
             CallbackCounter(
                 "embedserve_cache_redis_skipped_lookups_total",
-                "lookups that computed without asking Redis (its hit rate under 1/16; one in 8 "
-                "still asks)",
+                "lookups that computed without asking Redis (its hit rate under 1/16; one in "
+                f"{ASK_EVERY} still asks)",
                 (), one(lambda: remote.skipped),
             ),
         ]

@@ -32,7 +32,7 @@ tier closes is sent and waited for, bounded by a few timeouts, so a process that
 ``encode`` still leaves its vectors.
 
 While Redis has had under 1/16 of the keys asked of it lately, small lookups stop waiting for it
-(:meth:`RedisTier.plan`): one in ``_ASK_EVERY`` asks while computing, the others compute without
+(:meth:`RedisTier.plan`): one in ``ASK_EVERY`` asks while computing, the others compute without
 asking; the asked ones keep the hit rate current.
 """
 
@@ -62,7 +62,7 @@ _MAX_OWED = 4096  # unread write replies on a sync connection before they are re
 _FLUSH_EVERY = 0.1  # seconds: writes no lookup took within this are sent by the flusher thread
 _SPECULATE_BELOW = 1 / 16  # Redis's recent hit rate under which misses compute while it answers
 _RATE_WEIGHT = 1 / 64  # the weight of each looked-up key in that moving hit rate
-_ASK_EVERY = 8  # while speculating, one lookup in this many asks Redis (the others skip it)
+ASK_EVERY = 8  # while speculating, one lookup in this many asks Redis (the others skip it)
 
 
 def _safe_url(url: str) -> str:
@@ -243,7 +243,7 @@ class RedisTier:
         """How a lookup of a few misses uses Redis now: ``"first"`` (ask, then compute what it
         lacks), or, while Redis has had under 1/16 of the keys asked lately, ``"during"`` (ask
         and compute at once; what Redis answers is still used, and the server drops a queued
-        computation Redis answers in full) for one lookup in ``_ASK_EVERY``, ``"skip"`` (compute,
+        computation Redis answers in full) for one lookup in ``ASK_EVERY``, ``"skip"`` (compute,
         do not ask) for the others.
 
         Why: on a 2-core box a round trip right after an engine run cost 0.2-0.4 ms, mostly
@@ -255,7 +255,7 @@ class RedisTier:
         if self.hit_rate >= _SPECULATE_BELOW:
             return "first"
         self._asks += 1
-        if self._asks % _ASK_EVERY == 0:
+        if self._asks % ASK_EVERY == 0:
             return "during"
         self.skipped += 1
         return "skip"

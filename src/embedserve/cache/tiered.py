@@ -27,7 +27,6 @@ class EmbeddingCache:
         self.remote = remote
         self.hits = {"memory": 0, "redis": 0}
         self.misses = 0
-        self._namespaces: dict[tuple[int, int, bool, str], tuple[EngineInfo, str | None]] = {}
 
     @property
     def enabled(self) -> bool:
@@ -43,14 +42,7 @@ class EmbeddingCache:
         prompt: str = "",
     ) -> Lookup | None:
         """Start a lookup (memory level done); None when this engine cannot be cached."""
-        known = self._namespaces.get((id(info), window, truncate, prompt))
-        if known is not None and known[0] is info:  # (``is``: an id can be reused)
-            ns = known[1]
-        else:
-            ns = namespace(info, window=window, truncate=truncate, prompt=prompt)
-            if len(self._namespaces) > 256:
-                self._namespaces.clear()
-            self._namespaces[(id(info), window, truncate, prompt)] = (info, ns)
+        ns = namespace(info, window=window, truncate=truncate, prompt=prompt)
         if ns is None or not self.enabled:
             return None
         return Lookup(self, text_keys(ns, texts), texts, info.dim)
