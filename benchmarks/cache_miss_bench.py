@@ -8,9 +8,10 @@ each cache. The variants:
 * ``memory``: the in-process LRU only (256 MiB);
 * ``redis``: Redis only, a loopback ``redis-server`` this script starts (each miss pays one
   ``MGET`` before the model and a background ``SET`` after it);
-* ``redis_base`` (server modes, with ``--baseline-src DIR``): ``redis`` running another checkout's
-  ``src`` (e.g. the commit before a change) against its own Redis database, so old and new code
-  are compared in one window.
+* ``redis_base`` (with ``--baseline-src DIR``): ``redis`` running another checkout's ``src`` (e.g.
+  the commit before a change) against its own Redis database, so old and new code are compared in
+  one window; in ``library-1`` also ``memory_base``, both over the same engine in this process
+  (the other checkout's package is imported under another name).
 
 Modes, each in ``--rounds`` rounds; within a round the variants are interleaved request by request
 (in an order shuffled per request), so load drifts hit all of them alike:
@@ -47,6 +48,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from cache_bench import MODEL, Server, redis_server
 
@@ -71,6 +73,25 @@ def unique_sentences() -> list[str]:
 
 
 SHARED_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+
+
+def import_renamed(src: Path, name: str) -> Any:
+    """``src``'s ``embedserve`` package imported as ``name`` (a copy with its imports rewritten),
+    beside this checkout's, so both codes run in one process over one engine."""
+    import importlib
+    import re
+    import shutil
+    import tempfile
+
+    root = Path(tempfile.mkdtemp(prefix="embedserve-base-"))
+    shutil.copytree(src / "embedserve", root / name)
+    for path in (root / name).rglob("*.py"):
+        code = path.read_text()
+        path.write_text(re.sub(r"\bembedserve(?=[. ]|$)", name, code, flags=re.MULTILINE))
+    sys.path.insert(0, str(root))
+    for sub in ("", ".embedder", ".cache", ".cache.remote"):
+        importlib.import_module(name + sub)
+    return sys.modules[name]
 
 
 def interleaved(
@@ -114,17 +135,24 @@ def summarise(samples: dict[str, list[list[float]]], *, higher_is_better: bool =
             "samples": sum(len(r) for r in rounds),
         }
     lo, hi = result["off_b"]["round_min"], result["off_b"]["round_max"]
-    for name in ("memory", "redis", "redis_base"):
+    for name in ("memory", "redis", "memory_base", "redis_base"):
         if name in result:
             result[name]["within_noise"] = float(lo <= result[name]["round_median"] <= hi)
-    if "redis_base" in samples:  # the change itself: redis / redis_base, paired the same way
+    if not higher_is_better:  # what a ratio near 1 hides: the median extra time per request
+        for name, rounds in samples.items():
+            diffs = [x - b for r, rb in zip(rounds, base) for x, b in zip(r, rb)]
+            result[name]["paired_extra_us"] = 1e6 * statistics.median(diffs)
+    for name in ("redis", "memory"):  # the change itself: variant / its base, paired the same way
+        if name + "_base" not in samples:
+            continue
         pairs = [
-            [x / b for x, b in zip(r, rb)] for r, rb in zip(samples["redis"], samples["redis_base"])
+            [x / b for x, b in zip(r, rb)]
+            for r, rb in zip(samples[name], samples[name + "_base"])
         ]
         if higher_is_better:
             pairs = [[1 / x for x in r] for r in pairs]
         per_round = [statistics.median(r) for r in pairs]
-        result["redis_vs_base"] = {
+        result[name + "_vs_base"] = {
             "paired_median": statistics.median([x for r in pairs for x in r]),
             "round_median": statistics.median(per_round),
             "round_min": min(per_round),
@@ -179,7 +207,8 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=4)
     ap.add_argument("--modes", default="server-1,server-32,server-conc,library-1")
     ap.add_argument(
-        "--baseline-src", type=Path, help="a checkout's src/ for a redis_base server variant"
+        "--baseline-src", type=Path,
+        help="a checkout's src/ for the redis_base (and library memory_base) variants"
     )
     ap.add_argument(
         "--fresh", action="store_true",
@@ -279,6 +308,14 @@ def main() -> None:
                 "memory": Embedder.from_engine(engine, cache=EmbeddingCache(256 << 20)),
                 "redis": Embedder.from_engine(engine, cache=EmbeddingCache(0, remote)),
             }
+            if args.baseline_src is not None:  # the other checkout's cache, in this process
+                base = import_renamed(args.baseline_src, "embedserve_base")
+                base_remote = base.cache.remote.RedisTier(
+                    redis_url.rsplit("/", 1)[0] + "/1", ttl=3600, timeout=1.0
+                )
+                make = base.embedder.Embedder.from_engine
+                embedders["memory_base"] = make(engine, cache=base.cache.EmbeddingCache(256 << 20))
+                embedders["redis_base"] = make(engine, cache=base.cache.EmbeddingCache(0, base_remote))
             for text in take(args.warm):  # misses, as for the servers
                 for e in embedders.values():
                     e.encode([text])

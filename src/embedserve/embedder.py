@@ -11,7 +11,7 @@ from typing import Any, overload
 
 import numpy as np
 
-from embedserve.cache import EmbeddingCache, shared_cache
+from embedserve.cache import EmbeddingCache, Keyspace, shared_cache
 from embedserve.config import Settings, load
 from embedserve.engine.base import Engine, EngineInfo
 from embedserve.errors import InputTooLong, InvalidInput
@@ -48,6 +48,9 @@ class Embedder:
     """Sentence embeddings from an installed model (pulled visibly on first use unless offline)."""
 
     _cache: EmbeddingCache | None = None
+    # the cache as this engine sees it, per ``truncate`` (the engine, so the key namespace, is fixed;
+    # the prompt is part of the texts looked up)
+    _keyspaces: dict[bool, Keyspace | None]
 
     def __init__(
         self,
@@ -64,6 +67,7 @@ class Embedder:
 
         settings = settings or load()
         self._cache = shared_cache(settings) if cache is True else (cache or None)
+        self._keyspaces = {}
         if pull_progress is not None:
             self._engine: Engine = load_engine(
                 model, settings, threads=threads, pull_progress=pull_progress
@@ -82,6 +86,7 @@ class Embedder:
         self = cls.__new__(cls)
         self._engine = engine
         self._cache = cache
+        self._keyspaces = {}
         return self
 
     @property
@@ -206,7 +211,11 @@ class Embedder:
         max_count = batch_size or DEFAULT_MAX_BATCH
         lookup = None
         if self._cache is not None and items:
-            lookup = self._cache.lookup(self._engine.info, items, truncate=truncate)
+            spaces = self._keyspaces
+            if truncate not in spaces:
+                spaces[truncate] = self._cache.keyspace(self._engine.info, truncate=truncate)
+            space = spaces[truncate]
+            lookup = None if space is None else space.lookup(items)
         if lookup is None:
             out, _ = self._compute(items, truncate, budget, max_count, progress)
         else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import sys
 from dataclasses import replace
 
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 
 from embedserve.cache import EmbeddingCache, open_cache
-from embedserve.cache.keys import namespace, pack, text_keys, unpack
+from embedserve.cache.keys import cache_keys, namespace, pack, redis_key, unpack
 from embedserve.cache.memory import ENTRY_OVERHEAD, MemoryLRU
 from embedserve.config import Settings
 from embedserve.embedder import Embedder
@@ -40,11 +41,16 @@ def test_namespace_covers_every_option_that_changes_the_vector() -> None:
     assert namespace(replace(INFO, digest="")) is None  # nothing to key on
 
 
-def test_keys_hash_the_text_and_values_round_trip() -> None:
+def test_keys_hold_the_text_redis_keys_its_hash_and_values_round_trip() -> None:
     ns = namespace(INFO)
     assert ns is not None
-    a, b, a2 = text_keys(ns, ["hello", "hello ", "hello"])
-    assert a == a2 != b and a.startswith("embedserve:1:")
+    a, b, a2 = cache_keys(ns, ["hello", "hello ", "hello"])
+    assert a == a2 != b and a == ns + "hello"
+    # in Redis: the namespace and the text's sha256 (the key format earlier versions wrote)
+    assert redis_key(a) == ns + hashlib.sha256(b"hello").hexdigest()
+    assert redis_key(b) != redis_key(a) and redis_key(a2) == redis_key(a)
+    text = "caf\u00e9 \ud800 " + ":" * 40  # non-ASCII, a lone surrogate (JSON allows it), colons
+    assert redis_key(ns + text) == ns + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
     vec = np.random.default_rng(1).standard_normal(32).astype(np.float32)
     back = unpack(pack(vec, 7), 32)
     assert back is not None
@@ -54,7 +60,7 @@ def test_keys_hash_the_text_and_values_round_trip() -> None:
 
 def test_memory_lru_is_bounded_in_bytes_and_evicts_least_recent() -> None:
     value = b"x" * 1000
-    one = len("k0") + len(value) + ENTRY_OVERHEAD
+    one = sys.getsizeof("k0") + len(value) + ENTRY_OVERHEAD
     lru = MemoryLRU(3 * one)
     lru.put_many([("k0", value), ("k1", value), ("k2", value)])
     assert len(lru) == 3 and lru.bytes == 3 * one
@@ -64,6 +70,14 @@ def test_memory_lru_is_bounded_in_bytes_and_evicts_least_recent() -> None:
     assert lru.bytes <= lru.max_bytes and lru.evictions == 1
     lru.put_many([("big", b"y" * 10 * one)])  # larger than the whole cache: not stored
     assert lru.get_many(["big"]) == [None] and len(lru) == 3
+
+
+def test_memory_lru_counts_a_text_key_at_its_size_in_memory() -> None:
+    lru = MemoryLRU(1 << 20)
+    lru.put_many([("ns:" + "\u4e2d" * 1000, b"v")])  # 1,003 characters, 2 bytes each in CPython
+    assert lru.bytes >= 2000 + ENTRY_OVERHEAD
+    lru.put_many([("ns:" + "\u4e2d" * 1000, b"v")])  # the same key again: counted once
+    assert lru.bytes < 2 * 2000
 
 
 def _embedder(engine: FakeEngine, mb: int = 8) -> Embedder:

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import threading
 
-from embedserve.cache.tiered import EmbeddingCache, Lookup
+from embedserve.cache.tiered import EmbeddingCache, Keyspace, Lookup
 from embedserve.config import Settings
 
-__all__ = ["EmbeddingCache", "Lookup", "open_cache", "shared_cache"]
+__all__ = ["EmbeddingCache", "Keyspace", "Lookup", "open_cache", "shared_cache"]
 
 _shared: dict[tuple[object, ...], EmbeddingCache | None] = {}
 _shared_lock = threading.Lock()

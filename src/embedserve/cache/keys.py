@@ -1,11 +1,15 @@
-"""Cache keys and values: what decides a vector, hashed; the raw vector and its token count, packed.
+"""Cache keys and values: what decides a vector, and the raw vector with its token count, packed.
 
-A key is ``embedserve:1:<namespace>:<sha256 of the text>``. The namespace hashes everything besides
-the text that changes the raw pooled vector: the weights' digest, the engine variant (quantization
-and graph format), pooling, the window the text is cut to (the model's, or a request's smaller
-``num_ctx``), ``truncate`` (with ``truncate=False`` an over-long text is an error, never a vector)
-and the prompt prepended to the text, if any. Two tags of the same weights and variant share
-entries; the fp32 and int8 variants of one model never do.
+A cache key is ``embedserve:1:<namespace>:<the text>``; in Redis it is stored under
+``embedserve:1:<namespace>:<sha256 of the text>`` (:func:`redis_key`: short, fixed-size keys on a
+shared server). The in-process level keys by the text itself: a dict hashes it anyway, and sha256
+on every call cost ~35 us right after an engine run (BENCHMARKS.md, the cost of a miss).
+
+The namespace hashes everything besides the text that changes the raw pooled vector: the weights'
+digest, the engine variant (quantization and graph format), pooling, the window the text is cut to
+(the model's, or a request's smaller ``num_ctx``), ``truncate`` (with ``truncate=False`` an
+over-long text is an error, never a vector) and the prompt prepended to the text, if any. Two tags
+of the same weights and variant share entries; the fp32 and int8 variants of one model never do.
 
 A value is the token count (little-endian uint32: ``prompt_eval_count`` still counts cached
 inputs) followed by the raw float32 vector (little-endian), before normalisation and ``dimensions``.
@@ -14,13 +18,15 @@ inputs) followed by the raw float32 vector (little-endian), before normalisation
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
 from embedserve.engine.base import EngineInfo
 
 KEY_VERSION = "1"
+_PREFIX = f"embedserve:{KEY_VERSION}:"
+_NS_LEN = len(_PREFIX) + 33  # a namespace: the prefix, 32 hex digits and ":"
 _F32 = np.dtype("<f4")
 
 
@@ -37,16 +43,34 @@ def namespace(
         "t" if truncate else "f", prompt,
     )
     digest = hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()[:32]
-    return f"embedserve:{KEY_VERSION}:{digest}:"
+    return f"{_PREFIX}{digest}:"
 
 
-def text_keys(ns: str, texts: Sequence[str]) -> list[str]:
-    sha = hashlib.sha256
-    return [ns + sha(t.encode("utf-8", "surrogatepass")).hexdigest() for t in texts]
+def cache_keys(ns: str, texts: Sequence[str]) -> list[str]:
+    """The keys of ``texts`` in namespace ``ns`` (as :func:`namespace` made it)."""
+    return [ns + t for t in texts]
+
+
+def redis_key(key: str) -> str:
+    """The Redis key of a cache key: its namespace and the sha256 of its text."""
+    text = key[_NS_LEN:]
+    return key[:_NS_LEN] + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def pack(vector: np.ndarray, tokens: int) -> bytes:
-    return int(tokens).to_bytes(4, "little") + np.ascontiguousarray(vector, _F32).tobytes()
+    return pack_rows(vector.reshape(1, -1), [0], [tokens])[0]
+
+
+def pack_rows(vectors: np.ndarray, rows: Iterable[int], counts: Sequence[int]) -> list[bytes]:
+    """:func:`pack` of each of ``rows`` of ``vectors`` with its token count (``counts[row]``).
+    One conversion for the batch, then byte slices: no numpy call per row."""
+    if vectors.dtype is not _F32:  # (float32 on a little-endian machine is this very dtype)
+        vectors = vectors.astype(_F32)
+    blob = vectors.tobytes()
+    width = len(blob) // len(vectors) if len(vectors) else 0
+    return [
+        int(counts[r]).to_bytes(4, "little") + blob[r * width : (r + 1) * width] for r in rows
+    ]
 
 
 def unpack(value: bytes, dim: int) -> tuple[np.ndarray, int] | None:

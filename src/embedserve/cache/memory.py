@@ -1,5 +1,8 @@
 """The first cache level: an in-process LRU bounded in bytes (keys, values and per-entry overhead).
 
+Keys are the texts themselves (:mod:`embedserve.cache.keys`), so a key is counted at its size in
+memory (``sys.getsizeof``: up to 4 bytes a character), not its length.
+
 Thread-safe (one lock; every operation is a few dict moves): the server's event loop, the library
 and collection writers in worker threads may share one instance.
 """
@@ -8,9 +11,11 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from sys import getsizeof
 
-ENTRY_OVERHEAD = 120  # bytes per entry beyond key and value: dict slot, OrderedDict link, objects
+ENTRY_OVERHEAD = 100  # bytes per entry beyond the key and the value's data: dict slot, OrderedDict
+# link, the value's object header
 
 
 class MemoryLRU:
@@ -26,7 +31,7 @@ class MemoryLRU:
 
     @staticmethod
     def _cost(key: str, value: bytes) -> int:
-        return len(key) + len(value) + ENTRY_OVERHEAD
+        return getsizeof(key) + len(value) + ENTRY_OVERHEAD
 
     def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         out: list[bytes | None] = []
@@ -39,22 +44,28 @@ class MemoryLRU:
                 out.append(value)
         return out
 
-    def put_many(self, items: Sequence[tuple[str, bytes]]) -> None:
+    def put_many(self, items: Iterable[tuple[str, bytes]]) -> None:
+        limit = self.max_bytes
         with self._lock:
             data = self._data
             for key, value in items:
-                cost = self._cost(key, value)
-                if cost > self.max_bytes:
+                cost = getsizeof(key) + len(value) + ENTRY_OVERHEAD
+                if cost > limit:
                     continue
                 old = data.pop(key, None)
                 if old is not None:
                     self.bytes -= self._cost(key, old)
                 data[key] = value
                 self.bytes += cost
-            while self.bytes > self.max_bytes and data:
-                key, value = data.popitem(last=False)
-                self.bytes -= self._cost(key, value)
-                self.evictions += 1
+            if self.bytes > limit:
+                self._evict()
+
+    def _evict(self) -> None:
+        data = self._data
+        while self.bytes > self.max_bytes and data:
+            key, value = data.popitem(last=False)
+            self.bytes -= self._cost(key, value)
+            self.evictions += 1
 
     def clear(self) -> None:
         with self._lock:

@@ -46,10 +46,10 @@ import math
 import threading
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from embedserve.cache.redis_async import AsyncRedis, connect_args
+from embedserve.cache.redis_async import AsyncRedis, connect_args, pack
 from embedserve.errors import CacheError
 
 log = logging.getLogger("embedserve.cache")
@@ -113,8 +113,6 @@ class RedisTier:
             self._connect_args = connect_args(url)
         except ValueError as exc:  # a malformed URL
             raise CacheError(f"invalid EMBEDSERVE_REDIS_URL {self.url!r}: {exc}") from None
-        self._pack = probe.pack_command  # RESP packing (bytes out; no socket involved)
-        self._pack_many = probe.pack_commands
         # Idle sync connections. A failure bumps the generation; an older connection is closed
         # when next taken instead of reused (it may be dead).
         self._generation = 0
@@ -135,8 +133,8 @@ class RedisTier:
         self._retry_at = 0.0
         self._lock = threading.Lock()
         self._timeout = timeout
-        # writes waiting to be sent: (queued at, packed SETs, count); under _lock
-        self._queue: list[tuple[float, bytes, int]] = []
+        # writes waiting to be sent: (queued at, items, their key function); under _lock
+        self._queue: list[tuple[float, Sequence[tuple[str, bytes]], Callable[[str], str] | None]] = []
         self._queued = 0
         self._flusher: threading.Thread | None = None
         self._sending = threading.Lock()
@@ -183,7 +181,7 @@ class RedisTier:
             held.conn.disconnect()
         return _Conn(self._pool.make_connection(), generation)
 
-    def _sync_call(self, packed: Any, replies: int) -> list[Any]:
+    def _sync_call(self, packed: bytes, replies: int) -> list[Any]:
         """Send ``packed`` and read its ``replies`` replies (after any owed to earlier writes).
 
         A connection that failed in any way (an error reply included: replies after it would be
@@ -191,7 +189,7 @@ class RedisTier:
         writes, count = self._take_queue()
         held = self._take()
         try:
-            held.conn.send_packed_command([*writes, *packed], check_health=False)
+            held.conn.send_packed_command([*writes, packed], check_health=False)
             held.owed += count
             held.settle()
             out = [held.conn.read_response() for _ in range(replies)]
@@ -226,11 +224,11 @@ class RedisTier:
         if not keys or not self.usable():
             return _PendingGet(self, None, 0, len(keys))
         writes, count = self._take_queue()
-        chunks = [self._pack("MGET", *keys[i : i + _CHUNK]) for i in range(0, len(keys), _CHUNK)]
+        chunks = [pack("MGET", *keys[i : i + _CHUNK]) for i in range(0, len(keys), _CHUNK)]
         held = None
         try:
             held = self._take()
-            held.conn.send_packed_command([*writes, *(p for c in chunks for p in c)], check_health=False)
+            held.conn.send_packed_command([*writes, *chunks], check_health=False)
             held.owed += count
         except Exception as exc:  # noqa: BLE001 - any client failure is "no cache", never the caller's
             if held is not None:
@@ -278,7 +276,7 @@ class RedisTier:
                 self.dropped_writes += count
                 writes, count = [], 0
             for i in range(0, len(keys), _CHUNK):
-                packed = self._pack("MGET", *keys[i : i + _CHUNK])
+                packed = pack("MGET", *keys[i : i + _CHUNK])
                 out.extend(await conn.call(packed, self._timeout, b"".join(writes), count))
                 writes, count = [], 0
         except Exception as exc:  # noqa: BLE001 - as in get_many
@@ -305,9 +303,13 @@ class RedisTier:
                 )
             return conn
 
-    def _pack_writes(self, items: Sequence[tuple[str, bytes]]) -> list[bytes]:
+    def _pack_writes(
+        self, items: Sequence[tuple[str, bytes]], key: Callable[[str], str] | None = None
+    ) -> bytes:
         expiry = () if self.ttl is None else ("EX", self.ttl)
-        return self._pack_many([("SET", key, value, *expiry) for key, value in items])
+        if key is None:
+            return b"".join([pack("SET", k, value, *expiry) for k, value in items])
+        return b"".join([pack("SET", key(k), value, *expiry) for k, value in items])
 
     def put_many(self, items: Sequence[tuple[str, bytes]]) -> None:
         """Write ``items`` and wait for Redis to answer."""
@@ -322,19 +324,21 @@ class RedisTier:
             return
         self._succeeded()
 
-    def put_later(self, items: Sequence[tuple[str, bytes]]) -> None:
+    def put_later(
+        self, items: Sequence[tuple[str, bytes]], *, key: Callable[[str], str] | None = None
+    ) -> None:
         """Write ``items`` without waiting: they ride along with the next lookup's command (one
         round trip, one wake-up of Redis, for both), or are sent by a flusher thread if no lookup
         comes within ``_FLUSH_EVERY``. Beyond ``_MAX_QUEUED`` waiting entries a write is dropped
-        and counted."""
+        and counted. ``key``: each item is stored under ``key(its key)``, made (like the command)
+        when the write is sent, so the caller pays only for queueing it."""
         if not items or not self.usable():
             return
-        packed = b"".join(self._pack_writes(items))
         with self._lock:
             if self._queued + len(items) > _MAX_QUEUED:
                 self.dropped_writes += len(items)
                 return
-            self._queue.append((time.monotonic(), packed, len(items)))
+            self._queue.append((time.monotonic(), items, key))
             self._queued += len(items)
             if self._flusher is None and not self._closed:
                 self._flusher = threading.Thread(
@@ -351,7 +355,7 @@ class RedisTier:
             if not queue or (older_than is not None and queue[0][0] > older_than):
                 return [], 0
             count, self._queue, self._queued = self._queued, [], 0
-        return [packed for _, packed, _ in queue], count
+        return [self._pack_writes(items, key) for _, items, key in queue], count
 
     def _send_queue(self, older_than: float | None = None) -> None:
         """Send what is queued (see :meth:`_take_queue`) on a sync connection, not waiting."""

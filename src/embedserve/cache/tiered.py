@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from embedserve.cache.keys import namespace, pack, text_keys, unpack
+from embedserve.cache.keys import cache_keys, namespace, pack_rows, redis_key, unpack
 from embedserve.cache.memory import MemoryLRU
 from embedserve.cache.remote import RedisTier
 from embedserve.engine.base import EngineInfo
@@ -32,6 +32,16 @@ class EmbeddingCache:
     def enabled(self) -> bool:
         return self.memory is not None or self.remote is not None
 
+    def keyspace(
+        self, info: EngineInfo, *, window: int = 0, truncate: bool = True, prompt: str = ""
+    ) -> Keyspace | None:
+        """This cache as seen by one engine and set of options; None when the engine cannot be
+        cached. A caller that looks up often with the same options keeps it (``Embedder`` does)."""
+        ns = namespace(info, window=window, truncate=truncate, prompt=prompt)
+        if ns is None or not self.enabled:
+            return None
+        return Keyspace(self, ns, info.dim)
+
     def lookup(
         self,
         info: EngineInfo,
@@ -42,10 +52,8 @@ class EmbeddingCache:
         prompt: str = "",
     ) -> Lookup | None:
         """Start a lookup (memory level done); None when this engine cannot be cached."""
-        ns = namespace(info, window=window, truncate=truncate, prompt=prompt)
-        if ns is None or not self.enabled:
-            return None
-        return Lookup(self, text_keys(ns, texts), texts, info.dim)
+        space = self.keyspace(info, window=window, truncate=truncate, prompt=prompt)
+        return None if space is None else Lookup(space, texts)
 
     def close(self) -> None:
         if self.remote is not None:
@@ -57,20 +65,34 @@ class EmbeddingCache:
             await self.remote.aclose()
 
 
-class Lookup:
-    def __init__(
-        self, cache: EmbeddingCache, keys: list[str], texts: Sequence[str], dim: int
-    ) -> None:
+class Keyspace:
+    """The cache's entries for one engine and set of options (one key namespace)."""
+
+    __slots__ = ("cache", "dim", "namespace")
+
+    def __init__(self, cache: EmbeddingCache, namespace: str, dim: int) -> None:
         self.cache = cache
-        self.keys = keys
-        self.texts = texts
+        self.namespace = namespace
         self.dim = dim
+
+    def lookup(self, texts: Sequence[str]) -> Lookup:
+        return Lookup(self, texts)
+
+
+class Lookup:
+    def __init__(self, space: Keyspace, texts: Sequence[str]) -> None:
+        self.cache = cache = space.cache
+        self.keys = keys = cache_keys(space.namespace, texts)
+        self.texts = texts
+        self.dim = space.dim
         n = len(keys)
         self.vectors: list[np.ndarray | None] = [None] * n
         self.tokens = [0] * n
         self._missing = list(range(n))
         if cache.memory is not None:
-            self._fill(cache.memory.get_many(keys), "memory")
+            found = cache.memory.get_many(keys)
+            if found.count(None) < n:  # (a miss: nothing to take)
+                self._fill(found, "memory")
 
     def _fill(self, values: Sequence[bytes | None], level: str) -> list[tuple[str, bytes]]:
         """Take hits for the still-missing positions from ``values`` (aligned with them)."""
@@ -93,7 +115,9 @@ class Lookup:
         return bool(self._missing) and remote is not None and remote.usable()
 
     def remote_keys(self) -> list[str]:
-        return [self.keys[i] for i in self._missing]
+        """The Redis keys of the texts still missing."""
+        keys = self.keys
+        return [redis_key(keys[i]) for i in self._missing]
 
     def take_remote(self, values: Sequence[bytes | None]) -> None:
         """Redis's answer for :meth:`remote_keys`; its hits are promoted to memory."""
@@ -159,21 +183,19 @@ class Lookup:
         if missing:
             assert computed is not None
             cache.misses += len(missing)
-            slots = self._slots
-            if len(slots) == len(missing):  # each distinct (the usual case)
-                items = [(k, pack(computed[s], counts[s])) for k, s in slots.items()]
-            else:  # repeats, or Redis answered some of what was computed meanwhile
-                todo = {self.keys[i]: slots[self.keys[i]] for i in missing}
-                items = [(k, pack(computed[s], counts[s])) for k, s in todo.items()]
+            slots = self._slots  # key -> its row of computed
+            if len(slots) != len(missing):  # repeats, or Redis answered some of them meanwhile
+                slots = {self.keys[i]: slots[self.keys[i]] for i in missing}
+            values = pack_rows(computed, slots.values(), counts)
             if cache.memory is not None:
-                cache.memory.put_many(items)
+                cache.memory.put_many(zip(slots, values))
             if cache.remote is not None:
-                if background:
-                    cache.remote.put_later(items)
+                if background:  # Redis keys are made when the write is sent, off this call
+                    cache.remote.put_later(list(zip(slots, values)), key=redis_key)
                 else:
-                    cache.remote.put_many(items)
+                    cache.remote.put_many([(redis_key(k), v) for k, v in zip(slots, values)])
             if len(computed) == len(missing) == len(self.keys):  # all missed, all distinct
-                return np.asarray(computed, np.float32), int(sum(counts))
+                return computed, int(sum(counts))
         out = np.empty((len(self.keys), self.dim), dtype=np.float32)
         for i, vec in enumerate(self.vectors):
             if vec is not None:
