@@ -219,11 +219,10 @@ class Embedder:
         if lookup is None:
             out, _ = self._compute(items, truncate, budget, max_count, progress)
         else:
-            asked = None
-            plan = lookup.remote_plan()
-            if plan == "during":  # compute while Redis answers (it rarely has what is asked lately)
-                asked = self._cache.remote.get_many_later(lookup.remote_keys())  # type: ignore[union-attr]
-            elif plan == "first":
+            # while Redis rarely has what is asked, small lookups do not ask it: their writes
+            # carry the asking, off this call (RedisTier.plan)
+            plan = lookup.remote_plan(probes=True)
+            if plan == "first":
                 lookup.fetch_remote()
             todo = [] if lookup.hit_all else lookup.miss_texts()
             if progress is not None and len(todo) < len(items):
@@ -231,16 +230,9 @@ class Embedder:
             try:
                 raw, counts = self._compute(todo, truncate, budget, max_count, progress)
             except InputTooLong as err:  # the index in the caller's list, not in the misses
-                if asked is not None:
-                    asked.cancel()
                 raise InputTooLong(lookup.miss_index(err.index), err.tokens, err.limit) from None
-            except BaseException:
-                if asked is not None:
-                    asked.cancel()
-                raise
-            if asked is not None:
-                lookup.take_remote(asked.result())
-            out, _ = lookup.complete(raw, counts, background=True)  # Redis: off the call
+            # Redis: written off the call
+            out, _ = lookup.complete(raw, counts, background=True, probe=plan == "skip")
         if normalize or dimensions is not None:
             out = l2_normalize(out)
         if dimensions is not None:

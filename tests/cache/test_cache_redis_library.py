@@ -46,42 +46,48 @@ def test_a_process_that_exits_right_after_encode_still_leaves_its_vectors_in_red
         tier.close()
 
 
-def test_after_many_misses_one_lookup_in_8_asks_redis_while_computing_and_hits_turn_that_off(
-    redis_server: RedisServer,
+def test_after_many_misses_no_call_asks_redis_and_its_writes_probe_it_instead(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import redis
 
     from embedserve.cache import remote as remote_mod
+    from embedserve.cache.keys import redis_key
 
-    def mgets() -> int:
-        stats = redis.Redis.from_url(redis_server.url).info("commandstats")
-        return int(stats.get("cmdstat_mget", {}).get("calls", 0))
-
+    monkeypatch.setattr(remote_mod, "_FLUSH_EVERY", 60.0)  # probes go out at flush() only
     engine = FakeEngine()
     tier = RedisTier(redis_server.url, ttl=600, timeout=2.0)
     try:
-        emb = Embedder.from_engine(engine, cache=EmbeddingCache(0, tier))
+        tier_cache = EmbeddingCache(0, tier)
+        emb = Embedder.from_engine(engine, cache=tier_cache)
         known = [f"known text {i}" for i in range(64)]
         first = emb.encode(known, normalize=False)  # now in Redis (more than 8: asked first)
         assert tier.hit_rate > 1 / 16  # 64 misses seen: not yet enough to stop asking first
-        for i in range(600):  # Redis has none of these (past 1/16, one in 8 asks it)
+        for i in range(600):  # Redis has none of these (past 1/16 they stop asking it)
             emb.encode(f"never seen before {i}")
-        assert tier.hit_rate < 1 / 32  # two hits will not lift it past 1/16
+        assert tier.pending > 400  # the skipped ones' writes wait for the flusher, with probes
         tier.flush()
-        asked, ran, skipped = mgets(), sum(engine.batches), tier.skipped
+        assert tier.pending == 0 and tier.hit_rate < 1 / 32
+        space = tier_cache.keyspace(engine.info)
+        assert space is not None
+        client = redis.Redis.from_url(redis_server.url)
+        assert client.exists(redis_key(space.namespace + "never seen before 599")) == 1
+
+        def no_asking(keys: object) -> None:
+            raise AssertionError("a call asked Redis")
+
+        monkeypatch.setattr(tier, "get_many", no_asking)
+        ran, skipped = sum(engine.batches), tier.skipped
         out = [emb.encode([text], normalize=False) for text in known[:16]]
-        assert mgets() - asked == 16 // remote_mod.ASK_EVERY  # the others did not ask
         assert sum(engine.batches) == ran + 16  # every one computed, none waited for Redis
-        assert emb.cache is not None and emb.cache.hits["redis"] == 16 // remote_mod.ASK_EVERY
+        assert tier.skipped - skipped == 16 and emb.cache is not None
+        assert emb.cache.hits["redis"] == 0
         assert b"".join(o.tobytes() for o in out) == first[:16].tobytes()
-        assert tier.skipped - skipped == 16 - 16 // remote_mod.ASK_EVERY
-        i = 16
-        while tier.hit_rate < 1 / 16:  # each sampled hit raises the rate; a few, and all ask first
-            emb.encode([known[i]])
-            i += 1
-        assert i <= 56
+        monkeypatch.undo()
+        tier.flush()  # their writes' probes find all 16 in Redis: the rate is past 1/16 again
+        assert tier.hit_rate >= 1 / 16
         ran = sum(engine.batches)
         assert emb.encode([known[63]], normalize=False).tobytes() == first[63:].tobytes()
-        assert sum(engine.batches) == ran  # a hit, answered by Redis alone
+        assert sum(engine.batches) == ran and emb.cache.hits["redis"] == 1  # asked first: a hit
     finally:
         tier.close()

@@ -32,8 +32,10 @@ tier closes is sent and waited for, bounded by a few timeouts, so a process that
 ``encode`` still leaves its vectors.
 
 While Redis has had under 1/16 of the keys asked of it lately, small lookups stop waiting for it
-(:meth:`RedisTier.plan`): one in ``ASK_EVERY`` asks while computing, the others compute without
-asking; the asked ones keep the hit rate current.
+(:meth:`RedisTier.plan`). In the server one in ``ASK_EVERY`` asks while computing, the others
+compute without asking; the asked ones keep the hit rate current. In the library (one thread, no
+event loop to overlap a round trip with) none asks: their writes are sent by the flusher thread
+after an ``MGET`` of the same keys, whose answer keeps the rate current (``put_later(probe=True)``).
 """
 
 from __future__ import annotations
@@ -136,6 +138,10 @@ class RedisTier:
         # writes waiting to be sent: (queued at, items, their key function); under _lock
         self._queue: list[tuple[float, Sequence[tuple[str, bytes]], Callable[[str], str] | None]] = []
         self._queued = 0
+        # writes of lookups that did not ask Redis (put_later(probe=True)), and their count: the
+        # flusher thread asks Redis for their keys before writing them; under _lock
+        self._probes: list[tuple[Sequence[tuple[str, bytes]], Callable[[str], str] | None]] = []
+        self._probing = 0
         self._flusher: threading.Thread | None = None
         self._sending = threading.Lock()
         self._closed = False
@@ -181,18 +187,21 @@ class RedisTier:
             held.conn.disconnect()
         return _Conn(self._pool.make_connection(), generation)
 
-    def _sync_call(self, packed: bytes, replies: int) -> list[Any]:
-        """Send ``packed`` and read its ``replies`` replies (after any owed to earlier writes).
+    def _sync_call(self, packed: list[bytes], replies: int, unread: int = 0) -> list[Any]:
+        """Send ``packed`` (after any queued writes) and read the replies to its first ``replies``
+        commands (after any owed to earlier writes); the ``unread`` commands after those are
+        writes whose replies are left owed.
 
         A connection that failed in any way (an error reply included: replies after it would be
         left unread) is closed, never reused."""
         writes, count = self._take_queue()
         held = self._take()
         try:
-            held.conn.send_packed_command([*writes, packed], check_health=False)
+            held.conn.send_packed_command([*writes, *packed], check_health=False)
             held.owed += count
             held.settle()
             out = [held.conn.read_response() for _ in range(replies)]
+            held.owed += unread
         except BaseException:
             held.conn.disconnect()
             raise
@@ -215,34 +224,30 @@ class RedisTier:
     # -- operations ---------------------------------------------------------------------------
 
     def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
-        """Values for ``keys`` (None where absent); all None while Redis is unavailable."""
-        return self.get_many_later(keys).result()
-
-    def get_many_later(self, keys: Sequence[str]) -> _PendingGet:
-        """:meth:`get_many` in two halves: the ``MGET`` (with any queued writes) is sent now, the
-        reply read by ``.result()``, so the caller can compute meanwhile (:meth:`plan`)."""
+        """Values for ``keys`` (None where absent; all None while Redis is unavailable or when it
+        fails: counted, never raised). Queued writes ride along."""
         if not keys or not self.usable():
-            return _PendingGet(self, None, 0, len(keys))
-        writes, count = self._take_queue()
+            return [None] * len(keys)
         chunks = [pack("MGET", *keys[i : i + _CHUNK]) for i in range(0, len(keys), _CHUNK)]
-        held = None
         try:
-            held = self._take()
-            held.conn.send_packed_command([*writes, *chunks], check_health=False)
-            held.owed += count
+            replies = self._sync_call(chunks, len(chunks))
         except Exception as exc:  # noqa: BLE001 - any client failure is "no cache", never the caller's
-            if held is not None:
-                held.conn.disconnect()
             self._failed(exc)
-            return _PendingGet(self, None, 0, len(keys))
-        return _PendingGet(self, held, len(chunks), len(keys))
+            return [None] * len(keys)
+        self._succeeded()
+        out: list[bytes | None] = [value for reply in replies for value in reply]
+        self._observe(out)
+        return out
 
-    def plan(self) -> str:
+    def plan(self, *, probes: bool = False) -> str:
         """How a lookup of a few misses uses Redis now: ``"first"`` (ask, then compute what it
         lacks), or, while Redis has had under 1/16 of the keys asked lately, ``"during"`` (ask
         and compute at once; what Redis answers is still used, and the server drops a queued
         computation Redis answers in full) for one lookup in ``ASK_EVERY``, ``"skip"`` (compute,
-        do not ask) for the others.
+        do not ask) for the others. ``probes``: the caller's skipped lookups write with
+        ``put_later(probe=True)`` instead (the library: it has no event loop to hide a round
+        trip behind, and a request to Redis during its computation takes a core from it), so
+        they are all ``"skip"`` and the rate is kept current off the call.
 
         Why: on a 2-core box a round trip right after an engine run cost 0.2-0.4 ms, mostly
         waking Redis up (BENCHMARKS.md), and asking during the run puts Redis's CPU on the
@@ -252,9 +257,10 @@ class RedisTier:
         other servers share."""
         if self.hit_rate >= _SPECULATE_BELOW:
             return "first"
-        self._asks += 1
-        if self._asks % ASK_EVERY == 0:
-            return "during"
+        if not probes:
+            self._asks += 1
+            if self._asks % ASK_EVERY == 0:
+                return "during"
         self.skipped += 1
         return "skip"
 
@@ -318,28 +324,42 @@ class RedisTier:
         try:
             for i in range(0, len(items), _CHUNK):
                 chunk = items[i : i + _CHUNK]
-                self._sync_call(self._pack_writes(chunk), len(chunk))  # an error reply raises
+                self._sync_call([self._pack_writes(chunk)], len(chunk))  # an error reply raises
         except Exception as exc:  # noqa: BLE001 - as in get_many
             self._failed(exc)
             return
         self._succeeded()
 
     def put_later(
-        self, items: Sequence[tuple[str, bytes]], *, key: Callable[[str], str] | None = None
+        self,
+        items: Sequence[tuple[str, bytes]],
+        *,
+        key: Callable[[str], str] | None = None,
+        probe: bool = False,
     ) -> None:
         """Write ``items`` without waiting: they ride along with the next lookup's command (one
         round trip, one wake-up of Redis, for both), or are sent by a flusher thread if no lookup
         comes within ``_FLUSH_EVERY``. Beyond ``_MAX_QUEUED`` waiting entries a write is dropped
         and counted. ``key``: each item is stored under ``key(its key)``, made (like the command)
-        when the write is sent, so the caller pays only for queueing it."""
+        when the write is sent, so the caller pays only for queueing it.
+
+        ``probe``: the items were computed without asking Redis (:meth:`plan`). The flusher
+        thread sends them within ``_FLUSH_EVERY``, each batch after an ``MGET`` of its keys in
+        the same packet; what that finds (Redis had some of them: another process wrote them)
+        counts in the hit rate as lookups do, so a low rate is noticed rising without any call
+        asking Redis."""
         if not items or not self.usable():
             return
         with self._lock:
-            if self._queued + len(items) > _MAX_QUEUED:
+            if self._queued + self._probing + len(items) > _MAX_QUEUED:
                 self.dropped_writes += len(items)
                 return
-            self._queue.append((time.monotonic(), items, key))
-            self._queued += len(items)
+            if probe:
+                self._probes.append((items, key))
+                self._probing += len(items)
+            else:
+                self._queue.append((time.monotonic(), items, key))
+                self._queued += len(items)
             if self._flusher is None and not self._closed:
                 self._flusher = threading.Thread(
                     target=_flush_queue_every, args=(weakref.ref(self),), daemon=True,
@@ -368,18 +388,40 @@ class RedisTier:
             except Exception as exc:  # noqa: BLE001 - as in get_many
                 self._failed(exc)
 
+    def _send_probes(self) -> None:
+        """Send the probed writes (:meth:`put_later`): an ``MGET`` of their keys, then the writes,
+        in one packet; the ``MGET``'s answer updates the hit rate."""
+        with self._sending:
+            with self._lock:
+                probes, self._probes, self._probing = self._probes, [], 0
+            if not probes:
+                return
+            keys = [key(k) if key else k for items, key in probes for k, _ in items]
+            values = [value for items, _ in probes for _, value in items]
+            mgets = [pack("MGET", *keys[i : i + _CHUNK]) for i in range(0, len(keys), _CHUNK)]
+            try:
+                found = self._sync_call(
+                    [*mgets, self._pack_writes(list(zip(keys, values)))], len(mgets), len(keys)
+                )
+            except Exception as exc:  # noqa: BLE001 - as in get_many
+                self._failed(exc)
+                return
+            self._succeeded()
+            self._observe([value for reply in found for value in reply])
+
     @property
     def pending(self) -> int:
         """Writes not yet answered by Redis: queued, sent and unanswered (0 once all landed)."""
         conn = self._aconn
         owed = sum(held.owed for held in list(self._idle))
-        return self._queued + owed + (conn.unanswered if conn else 0)
+        return self._queued + self._probing + owed + (conn.unanswered if conn else 0)
 
     def flush(self, timeout: float = 5.0) -> None:
         """Send what is queued and wait (bounded) until Redis has answered every write: for tests
         and shutdown. The sync connections' replies are read here; the event loop reads its own."""
         deadline = time.monotonic() + timeout
         self._send_queue()
+        self._send_probes()
         taken = self._drain_idle()  # held here: no other thread reads their replies meanwhile
         try:
             for held in taken:
@@ -432,41 +474,6 @@ def _flush_at_exit(ref: weakref.ref[RedisTier]) -> None:
         tier.flush_before_exit()
 
 
-class _PendingGet:
-    """The second half of :meth:`RedisTier.get_many_later`: read the reply (once)."""
-
-    __slots__ = ("_chunks", "_held", "_n", "_tier")
-
-    def __init__(self, tier: RedisTier, held: _Conn | None, chunks: int, n: int) -> None:
-        self._tier, self._held, self._chunks, self._n = tier, held, chunks, n
-
-    def result(self) -> list[bytes | None]:
-        """The values (None where absent; all None if Redis failed: counted, never raised)."""
-        held, self._held = self._held, None
-        if held is None:
-            return [None] * self._n
-        tier = self._tier
-        out: list[bytes | None] = []
-        try:
-            held.settle()
-            for _ in range(self._chunks):
-                out.extend(held.conn.read_response())
-        except Exception as exc:  # noqa: BLE001 - as in get_many
-            held.conn.disconnect()
-            tier._failed(exc)
-            return [None] * self._n
-        tier._idle.append(held)
-        tier._succeeded()
-        tier._observe(out)
-        return out
-
-    def cancel(self) -> None:
-        """Not reading the reply after all (the caller failed): the connection is closed."""
-        held, self._held = self._held, None
-        if held is not None:
-            held.conn.disconnect()
-
-
 def _flush_queue_every(ref: weakref.ref[RedisTier]) -> None:
     """The flusher thread: writes that no lookup took along within ``_FLUSH_EVERY`` go out."""
     while True:
@@ -475,4 +482,5 @@ def _flush_queue_every(ref: weakref.ref[RedisTier]) -> None:
         if tier is None or tier._closed:
             return
         tier._send_queue(older_than=time.monotonic() - _FLUSH_EVERY)
+        tier._send_probes()
         del tier

@@ -131,17 +131,18 @@ class Lookup:
             assert self.cache.remote is not None
             self.take_remote(self.cache.remote.get_many(self.remote_keys()))
 
-    def remote_plan(self) -> str:
+    def remote_plan(self, *, probes: bool = False) -> str:
         """How this lookup uses Redis: ``"none"`` (nothing left for it, or it is down),
         ``"first"`` (ask, then compute what it lacks), and for a lookup of up to ``SPECULATE_MAX``
         misses whatever :meth:`RedisTier.plan` says (``"during"``: ask while computing;
-        ``"skip"``: compute without asking). Beside the compute of more texts, a round trip is
-        under 1 %, so larger lookups always ask first."""
+        ``"skip"``: compute without asking; with ``probes``, never ``"during"``: pass
+        ``probe=True`` to :meth:`complete` after a ``"skip"``). Beside the compute of more texts,
+        a round trip is under 1 %, so larger lookups always ask first."""
         if not self.wants_remote:
             return "none"
         if len(self._missing) > SPECULATE_MAX:
             return "first"
-        return self.cache.remote.plan()  # type: ignore[union-attr]
+        return self.cache.remote.plan(probes=probes)  # type: ignore[union-attr]
 
     @property
     def hit_all(self) -> bool:
@@ -171,12 +172,14 @@ class Lookup:
         counts: Sequence[int] = (),
         *,
         background: bool = False,
+        probe: bool = False,
     ) -> tuple[np.ndarray, int]:
         """All raw vectors in input order and the total token count; stores what was computed.
 
         ``computed``/``counts``: the vectors and token counts of :meth:`miss_texts`, in its order.
         ``background``: write Redis without waiting for it (the write rides along with the next
-        lookup; :meth:`RedisTier.put_later`) instead of now.
+        lookup; :meth:`RedisTier.put_later`) instead of now; ``probe``: this lookup did not ask
+        Redis, so its background write asks first (``put_later(probe=True)``).
         """
         cache = self.cache
         missing = self._missing
@@ -191,7 +194,7 @@ class Lookup:
                 cache.memory.put_many(zip(slots, values))
             if cache.remote is not None:
                 if background:  # Redis keys are made when the write is sent, off this call
-                    cache.remote.put_later(list(zip(slots, values)), key=redis_key)
+                    cache.remote.put_later(list(zip(slots, values)), key=redis_key, probe=probe)
                 else:
                     cache.remote.put_many([(redis_key(k), v) for k, v in zip(slots, values)])
             if len(computed) == len(missing) == len(self.keys):  # all missed, all distinct
