@@ -62,15 +62,10 @@ def pack(vector: np.ndarray, tokens: int) -> bytes:
 
 
 def pack_rows(vectors: np.ndarray, rows: Iterable[int], counts: Sequence[int]) -> list[bytes]:
-    """:func:`pack` of each of ``rows`` of ``vectors`` with its token count (``counts[row]``).
-    One conversion for the batch, then byte slices: no numpy call per row."""
+    """:func:`pack` of each of ``rows`` of ``vectors`` with its token count (``counts[row]``)."""
     if vectors.dtype is not _F32:  # (float32 on a little-endian machine is this very dtype)
         vectors = vectors.astype(_F32)
-    blob = vectors.tobytes()
-    width = len(blob) // len(vectors) if len(vectors) else 0
-    return [
-        int(counts[r]).to_bytes(4, "little") + blob[r * width : (r + 1) * width] for r in rows
-    ]
+    return [int(counts[r]).to_bytes(4, "little") + vectors[r].tobytes() for r in rows]
 
 
 def unpack(value: bytes, dim: int) -> tuple[np.ndarray, int] | None:
