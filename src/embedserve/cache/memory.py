@@ -49,8 +49,7 @@ class MemoryLRU:
         with self._lock:
             data = self._data
             for key, value in items:
-                chars = len(key) if key.isascii() else 4 * len(key)
-                cost = chars + len(value) + ENTRY_OVERHEAD
+                cost = self._cost(key, value)
                 if cost > limit:
                     continue
                 old = data.pop(key, None)
