@@ -313,9 +313,7 @@ class RedisTier:
         self, items: Sequence[tuple[str, bytes]], key: Callable[[str], str] | None = None
     ) -> bytes:
         expiry = () if self.ttl is None else ("EX", self.ttl)
-        if key is None:
-            return b"".join([pack("SET", k, value, *expiry) for k, value in items])
-        return b"".join([pack("SET", key(k), value, *expiry) for k, value in items])
+        return b"".join([pack("SET", key(k) if key else k, value, *expiry) for k, value in items])
 
     def put_many(self, items: Sequence[tuple[str, bytes]]) -> None:
         """Write ``items`` and wait for Redis to answer."""
@@ -475,7 +473,8 @@ def _flush_at_exit(ref: weakref.ref[RedisTier]) -> None:
 
 
 def _flush_queue_every(ref: weakref.ref[RedisTier]) -> None:
-    """The flusher thread: writes that no lookup took along within ``_FLUSH_EVERY`` go out."""
+    """The flusher thread: writes that no lookup took along within ``_FLUSH_EVERY`` go out, and
+    every ``_FLUSH_EVERY`` the probed writes (:meth:`RedisTier.put_later`)."""
     while True:
         time.sleep(_FLUSH_EVERY)
         tier = ref()

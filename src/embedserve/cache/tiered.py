@@ -90,9 +90,7 @@ class Lookup:
         self.tokens = [0] * n
         self._missing = list(range(n))
         if cache.memory is not None:
-            found = cache.memory.get_many(keys)
-            if found.count(None) < n:  # (a miss: nothing to take)
-                self._fill(found, "memory")
+            self._fill(cache.memory.get_many(keys), "memory")
 
     def _fill(self, values: Sequence[bytes | None], level: str) -> list[tuple[str, bytes]]:
         """Take hits for the still-missing positions from ``values`` (aligned with them)."""
