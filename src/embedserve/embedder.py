@@ -11,7 +11,7 @@ from typing import Any, overload
 
 import numpy as np
 
-from embedserve.cache import EmbeddingCache, Keyspace, shared_cache
+from embedserve.cache import EmbeddingCache, Keyspace, Lookup, shared_cache
 from embedserve.config import Settings, load
 from embedserve.engine.base import Engine, EngineInfo
 from embedserve.errors import InputTooLong, InvalidInput
@@ -209,35 +209,52 @@ class Embedder:
             raise InvalidInput(f"dimensions must be at least 1, got {dimensions}")
         budget = batch_tokens or DEFAULT_BATCH_TOKENS
         max_count = batch_size or DEFAULT_MAX_BATCH
-        lookup = None
+        space = None
         if self._cache is not None and items:
             spaces = self._keyspaces
             if truncate not in spaces:
                 spaces[truncate] = self._cache.keyspace(self._engine.info, truncate=truncate)
             space = spaces[truncate]
-            lookup = None if space is None else space.lookup(items)
-        if lookup is None:
+        out = None
+        if space is not None and len(items) == 1 and progress is None:  # in fewer (cold) calls
+            out = space.embed_one(
+                items[0], lambda todo: self._compute(todo, truncate, budget, max_count, None))
+            if out is not None and not normalize and dimensions is None:
+                out = out.copy()  # (the cache's own array)
+        if out is None and space is not None:
+            out = self._encode_lookup(space.lookup(items), truncate, budget, max_count, progress)
+        elif out is None:
             out, _ = self._compute(items, truncate, budget, max_count, progress)
-        else:
-            # while Redis rarely has what is asked, small lookups do not ask it: their writes
-            # carry the asking, off this call (RedisTier.plan)
-            plan = lookup.remote_plan(probes=True)
-            if plan == "first":
-                lookup.fetch_remote()
-            todo = [] if lookup.hit_all else lookup.miss_texts()
-            if progress is not None and len(todo) < len(items):
-                progress(len(items) - len(todo))
-            try:
-                raw, counts = self._compute(todo, truncate, budget, max_count, progress)
-            except InputTooLong as err:  # the index in the caller's list, not in the misses
-                raise InputTooLong(lookup.miss_index(err.index), err.tokens, err.limit) from None
-            # Redis: written off the call
-            out, _ = lookup.complete(raw, counts, background=True, probe=plan == "skip")
         if normalize or dimensions is not None:
             out = l2_normalize(out)
         if dimensions is not None:
             out = truncate_dimensions(out, dimensions)
         return out[0] if single else out
+
+    def _encode_lookup(
+        self,
+        lookup: Lookup,
+        truncate: bool,
+        budget: int,
+        max_count: int,
+        progress: Callable[[int], None] | None,
+    ) -> np.ndarray:
+        """Raw vectors for a lookup's texts: the cache's hits, the rest computed (and stored)."""
+        # while Redis rarely has what is asked, small lookups do not ask it: their writes
+        # carry the asking, off this call (RedisTier.plan)
+        plan = lookup.remote_plan(probes=True)
+        if plan == "first":
+            lookup.fetch_remote()
+        todo = [] if lookup.hit_all else lookup.miss_texts()
+        if progress is not None and len(todo) < len(lookup.texts):
+            progress(len(lookup.texts) - len(todo))
+        try:
+            raw, counts = self._compute(todo, truncate, budget, max_count, progress)
+        except InputTooLong as err:  # the index in the caller's list, not in the misses
+            raise InputTooLong(lookup.miss_index(err.index), err.tokens, err.limit) from None
+        # Redis: written off the call
+        out, _ = lookup.complete(raw, counts, background=True, probe=plan == "skip")
+        return out
 
     def tokenize(self, texts: Sequence[str], *, truncate: bool = True, role: str = "document") -> list[list[int]]:
         """Token ids as the engine will see them (a ColBERT query: marked and expanded)."""

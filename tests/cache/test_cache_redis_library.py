@@ -91,3 +91,32 @@ def test_after_many_misses_no_call_asks_redis_and_its_writes_probe_it_instead(
         assert sum(engine.batches) == ran and emb.cache.hits["redis"] == 1  # asked first: a hit
     finally:
         tier.close()
+
+
+def test_probed_writes_beyond_the_bound_are_dropped_and_counted(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import numpy as np
+    import redis
+
+    from embedserve.cache import remote as remote_mod
+    from embedserve.cache.keys import redis_key, redis_write_raw, unpack
+
+    monkeypatch.setattr(remote_mod, "_FLUSH_EVERY", 60.0)  # probes go out at flush() only
+    monkeypatch.setattr(remote_mod, "_MAX_QUEUED", 5)
+    tier = RedisTier(redis_server.url, ttl=600, timeout=2.0)
+    try:
+        vec = np.arange(4, dtype=np.float32).reshape(1, 4)
+        ns = "embedserve:1:" + "0" * 32 + ":"  # (as keys.namespace makes one)
+        for i in range(8):  # one-text writes as the library queues them: raw, packed when sent
+            tier.put_later(((f"{ns}probe {i}", (vec, i)),), item=redis_write_raw, probe=True)
+        assert tier.pending == 5 and tier.dropped_writes == 3
+        tier.flush()
+        assert tier.pending == 0
+        client = redis.Redis.from_url(redis_server.url)
+        stored = [client.get(redis_key(f"{ns}probe {i}")) for i in range(8)]
+        assert [s is not None for s in stored] == [True] * 5 + [False] * 3
+        back = unpack(stored[4], 4)  # type: ignore[arg-type]
+        assert back is not None and back[1] == 4 and back[0].tobytes() == vec.tobytes()
+    finally:
+        tier.close()

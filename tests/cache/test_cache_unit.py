@@ -12,6 +12,7 @@ import pytest
 from embedserve.cache import EmbeddingCache, open_cache
 from embedserve.cache.keys import cache_keys, namespace, pack, redis_key, unpack
 from embedserve.cache.memory import ENTRY_OVERHEAD, MemoryLRU
+from embedserve.cache.tiered import STAGED_MAX
 from embedserve.config import Settings
 from embedserve.embedder import Embedder
 from embedserve.engine.base import EngineInfo
@@ -115,6 +116,80 @@ def test_embedder_computes_only_the_misses() -> None:
     assert sum(engine.batches) == 2  # "three" and "four"
     ref = Embedder.from_engine(FakeEngine()).encode(["one", "three", "two", "four"])
     assert out.tobytes() == ref.tobytes()
+
+
+def test_one_text_misses_are_staged_seen_at_once_and_settled_into_the_lru_together() -> None:
+    engine = FakeEngine()
+    emb = _embedder(engine)
+    cache = emb.cache
+    assert cache is not None and cache.memory is not None
+    first = emb.encode("staged text", normalize=False)
+    assert len(cache.memory) == 0  # a one-text miss packs nothing and takes no lock
+    ran = sum(engine.batches)
+    again = emb.encode(["staged text"], normalize=False)[0]
+    assert sum(engine.batches) == ran and cache.hits["memory"] == 1  # seen at once
+    assert again.tobytes() == first.tobytes()
+    # a second Embedder over the same cache and engine sees the same entries
+    other = Embedder.from_engine(engine, cache=cache)
+    assert other.encode("staged text", normalize=False).tobytes() == first.tobytes()
+    assert sum(engine.batches) == ran
+    # a lookup of several texts settles them first: the staged text is a hit there too
+    both = emb.encode(["staged text", "a new one"], normalize=False)
+    assert sum(engine.batches) == ran + 1 and len(cache.memory) == 2
+    assert both[0].tobytes() == first.tobytes()
+    texts = [f"one text at a time {i}" for i in range(STAGED_MAX)]
+    for text in texts:
+        emb.encode(text)
+    assert len(cache.memory) == 2 + STAGED_MAX  # the STAGED_MAX-th miss settled them all
+    space = emb._keyspaces[True]
+    assert space is not None  # in the LRU in the order they were computed: the oldest first out
+    assert list(cache.memory._data)[2:] == [space.namespace + t for t in texts]
+    ref = Embedder.from_engine(FakeEngine()).encode(texts, normalize=False)
+    engine.batches.clear()
+    assert emb.encode(texts, normalize=False).tobytes() == ref.tobytes()
+    assert not engine.batches
+    memory = cache.memory
+    assert memory.bytes == sum(len(k) + len(v) + ENTRY_OVERHEAD for k, v in memory._data.items())
+
+
+def test_a_raw_one_text_vector_is_the_callers_own_to_write_to() -> None:
+    emb = _embedder(FakeEngine())
+    ref = Embedder.from_engine(FakeEngine()).encode("mutable", normalize=False)
+    for i in range(3):  # a miss (staged), a staged hit, then (settled) an LRU hit
+        out = emb.encode("mutable", normalize=False)
+        assert out.flags.writeable and out.tobytes() == ref.tobytes()
+        out[:] = 0  # does not reach the cache
+        space = emb._keyspaces[True]
+        assert space is not None and len(space._staged) == (i < 2)
+        if i == 1:
+            space.settle()
+
+
+def test_one_text_calls_from_many_threads_keep_the_lru_exact() -> None:
+    import threading
+
+    engine = FakeEngine()
+    emb = _embedder(engine, mb=64)
+    texts = [f"text number {i}" for i in range(300)]
+    ref = Embedder.from_engine(FakeEngine()).encode(texts, normalize=False)
+    bad: list[str] = []
+
+    def run(offset: int) -> None:
+        for j in range(600):
+            i = (offset + 7 * j) % len(texts)
+            if emb.encode(texts[i], normalize=False).tobytes() != ref[i].tobytes():
+                bad.append(texts[i])
+
+    threads = [threading.Thread(target=run, args=(k * 37,)) for k in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not bad
+    emb.encode(["settle", "now"])
+    memory = emb.cache.memory  # type: ignore[union-attr]
+    assert memory is not None and len(memory) == len(texts) + 2
+    assert memory.bytes == sum(len(k) + len(v) + ENTRY_OVERHEAD for k, v in memory._data.items())
 
 
 def test_truncate_is_part_of_the_key_and_errors_name_the_callers_index() -> None:

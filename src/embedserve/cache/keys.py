@@ -27,7 +27,7 @@ from embedserve.engine.base import EngineInfo
 KEY_VERSION = "1"
 _PREFIX = f"embedserve:{KEY_VERSION}:"
 _NS_LEN = len(_PREFIX) + 33  # a namespace: the prefix, 32 hex digits and ":"
-_F32 = np.dtype("<f4")
+F32 = np.dtype("<f4")
 
 
 def namespace(
@@ -57,19 +57,31 @@ def redis_key(key: str) -> str:
     return key[:_NS_LEN] + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
+def redis_write(item: tuple[str, bytes]) -> tuple[str, bytes]:
+    """A (key, value) write as Redis stores it: under :func:`redis_key`."""
+    return redis_key(item[0]), item[1]
+
+
+def redis_write_raw(item: tuple[str, tuple[np.ndarray, int]]) -> tuple[str, bytes]:
+    """A (key, (vector, tokens)) write as Redis stores it: packed, under :func:`redis_key`."""
+    key, (vector, tokens) = item
+    return redis_key(key), pack(vector, tokens)
+
+
 def pack(vector: np.ndarray, tokens: int) -> bytes:
-    return pack_rows(vector.reshape(1, -1), [0], [tokens])[0]
+    """A value: ``tokens`` and ``vector`` (float32; of any shape holding the ``dim`` values)."""
+    if vector.dtype is not F32:  # (float32 on a little-endian machine is this very dtype)
+        vector = vector.astype(F32)
+    return tokens.to_bytes(4, "little") + vector.tobytes()
 
 
 def pack_rows(vectors: np.ndarray, rows: Iterable[int], counts: Sequence[int]) -> list[bytes]:
     """:func:`pack` of each of ``rows`` of ``vectors`` with its token count (``counts[row]``)."""
-    if vectors.dtype is not _F32:  # (float32 on a little-endian machine is this very dtype)
-        vectors = vectors.astype(_F32)
-    return [int(counts[r]).to_bytes(4, "little") + vectors[r].tobytes() for r in rows]
+    return [pack(vectors[r], int(counts[r])) for r in rows]
 
 
 def unpack(value: bytes, dim: int) -> tuple[np.ndarray, int] | None:
     """(vector, tokens), or None for a value of the wrong size (a foreign or damaged entry)."""
     if len(value) != 4 + 4 * dim:
         return None
-    return np.frombuffer(value, _F32, dim, 4), int.from_bytes(value[:4], "little")
+    return np.frombuffer(value, F32, dim, 4), int.from_bytes(value[:4], "little")

@@ -9,16 +9,27 @@ float32 bytes of an earlier computation with the same key: bitwise what the engi
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from embedserve.cache.keys import cache_keys, namespace, pack_rows, redis_key, unpack
+from embedserve.cache.keys import (
+    F32,
+    cache_keys,
+    namespace,
+    pack,
+    pack_rows,
+    redis_key,
+    redis_write,
+    redis_write_raw,
+    unpack,
+)
 from embedserve.cache.memory import MemoryLRU
 from embedserve.cache.remote import RedisTier
 from embedserve.engine.base import EngineInfo
 
 SPECULATE_MAX = 8  # misses, at most, for a lookup to compute while (or without) asking Redis
+STAGED_MAX = 32  # one-text misses a keyspace holds unpacked before they enter the LRU together
 
 
 class EmbeddingCache:
@@ -27,6 +38,7 @@ class EmbeddingCache:
         self.remote = remote
         self.hits = {"memory": 0, "redis": 0}
         self.misses = 0
+        self._spaces: dict[str, Keyspace] = {}  # by namespace: every caller sees one's staged entries
 
     @property
     def enabled(self) -> bool:
@@ -40,7 +52,10 @@ class EmbeddingCache:
         ns = namespace(info, window=window, truncate=truncate, prompt=prompt)
         if ns is None or not self.enabled:
             return None
-        return Keyspace(self, ns, info.dim)
+        space = self._spaces.get(ns)
+        if space is None:  # (two threads may both make one: the last stored is kept, both work)
+            space = self._spaces[ns] = Keyspace(self, ns, info.dim)
+        return space
 
     def lookup(
         self,
@@ -65,18 +80,81 @@ class EmbeddingCache:
             await self.remote.aclose()
 
 
-class Keyspace:
-    """The cache's entries for one engine and set of options (one key namespace)."""
+Compute = Callable[[list[str]], tuple[np.ndarray, Sequence[int]]]  # texts -> raw vectors, tokens
 
-    __slots__ = ("cache", "dim", "namespace")
+
+class Keyspace:
+    """The cache's entries for one engine and set of options (one key namespace).
+
+    :meth:`embed_one` is a one-text :class:`Lookup` in a handful of calls: right after an engine
+    run every Python call is cold (~5 us even when empty) and a single-text miss pays for each
+    (BENCHMARKS.md, the cost of a miss). Its misses are *staged*: kept as computed (vector, token
+    count) and seen by later calls at once, and packed into the LRU together, ``STAGED_MAX`` at a
+    time or before the next :class:`Lookup`, so a miss does no packing and takes no lock. Staged
+    entries (a few dozen at most) are not counted in the LRU's bytes.
+    """
+
+    __slots__ = ("_size", "_staged", "cache", "dim", "namespace")
 
     def __init__(self, cache: EmbeddingCache, namespace: str, dim: int) -> None:
         self.cache = cache
         self.namespace = namespace
         self.dim = dim
+        self._size = 4 + 4 * dim  # a value's bytes (keys.pack)
+        self._staged: dict[str, tuple[np.ndarray, int]] = {}  # key -> (raw (1, dim) vector, tokens)
 
     def lookup(self, texts: Sequence[str]) -> Lookup:
+        if self._staged:
+            self.settle()
         return Lookup(self, texts)
+
+    def embed_one(self, text: str, compute: Compute) -> np.ndarray | None:
+        """One text's raw vector, shape (1, dim), from memory or else ``compute([text])`` (then
+        staged); None, having computed nothing, when Redis is to be asked first (use a
+        :class:`Lookup`). Redis is written off the call (``put_later``, probing).
+
+        The array returned is the cache's own: read it, do not write to it."""
+        cache = self.cache
+        key = self.namespace + text
+        memory = cache.memory
+        if memory is not None:
+            value = memory.peek(key)
+            if value is not None and len(value) == self._size:
+                memory.touch(key)
+                cache.hits["memory"] += 1
+                return np.frombuffer(value, F32, self.dim, 4).reshape(1, self.dim)
+            held = self._staged.get(key)
+            if held is not None:
+                cache.hits["memory"] += 1
+                return held[0]
+        remote = cache.remote
+        plan = "none" if remote is None else remote.plan(probes=True)
+        if plan == "first":
+            return None
+        vectors, counts = compute([text])
+        cache.misses += 1
+        entry = (vectors, counts[0])
+        if memory is not None:
+            staged = self._staged
+            staged[key] = entry
+            if len(staged) >= STAGED_MAX:
+                self.settle()
+        if plan == "skip":
+            remote.put_later(((key, entry),), item=redis_write_raw, probe=True)  # type: ignore[union-attr]
+        return vectors
+
+    def settle(self) -> None:
+        """Move the staged entries into the LRU (packed), oldest first."""
+        staged = self._staged
+        items = []
+        while staged:
+            try:
+                key, (vector, tokens) = staged.popitem()  # (atomic: other threads may stage meanwhile)
+            except KeyError:  # another thread settled the last one
+                break
+            items.append((key, pack(vector, tokens)))
+        if items and self.cache.memory is not None:
+            self.cache.memory.put_many(reversed(items))  # (popitem takes the newest first)
 
 
 class Lookup:
@@ -192,9 +270,9 @@ class Lookup:
                 cache.memory.put_many(zip(slots, values))
             if cache.remote is not None:
                 if background:  # Redis keys are made when the write is sent, off this call
-                    cache.remote.put_later(list(zip(slots, values)), key=redis_key, probe=probe)
+                    cache.remote.put_later(list(zip(slots, values)), item=redis_write, probe=probe)
                 else:
-                    cache.remote.put_many([(redis_key(k), v) for k, v in zip(slots, values)])
+                    cache.remote.put_many([redis_write(x) for x in zip(slots, values)])
             if len(computed) == len(missing) == len(self.keys):  # all missed, all distinct
                 return computed, int(sum(counts))
         out = np.empty((len(self.keys), self.dim), dtype=np.float32)
