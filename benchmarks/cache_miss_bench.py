@@ -114,10 +114,27 @@ def interleaved(
     return out
 
 
+def extra_ci(rounds: list[list[float]], *, resamples: int = 2000, seed: int = 11) -> tuple[float, float]:
+    """A 95 % interval for the median paired difference: a bootstrap that resamples whole rounds
+    (pairs within a round share that round's drift, so they are not independent)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    arrays = [np.asarray(r) for r in rounds]
+    medians = [
+        float(np.median(np.concatenate([arrays[i] for i in rng.integers(0, len(arrays), len(arrays))])))
+        for _ in range(resamples)
+    ]
+    lo, hi = np.percentile(medians, [2.5, 97.5])
+    return float(lo), float(hi)
+
+
 def summarise(samples: dict[str, list[list[float]]], *, higher_is_better: bool = False) -> dict:
     """Per variant: the median sample, and ratios to ``off_a``. Samples of one index are paired
     (the same texts, back to back), so a ratio is taken per pair; a round's ratio is the median of
-    its pairs. ``paired_median`` pools all pairs; ``round_min``/``round_max`` bound the rounds."""
+    its pairs. ``paired_median`` pools all pairs; ``round_min``/``round_max`` bound the rounds.
+    ``paired_extra_us``: the median extra time per request, paired, with its 95 % interval
+    (``extra_us_ci95_lo``/``_hi``, :func:`extra_ci`)."""
     base = samples["off_a"]
     result: dict[str, dict[str, float]] = {}
     for name, rounds in samples.items():
@@ -142,6 +159,9 @@ def summarise(samples: dict[str, list[list[float]]], *, higher_is_better: bool =
         for name, rounds in samples.items():
             diffs = [x - b for r, rb in zip(rounds, base) for x, b in zip(r, rb)]
             result[name]["paired_extra_us"] = 1e6 * statistics.median(diffs)
+            lo_ci, hi_ci = extra_ci([[x - b for x, b in zip(r, rb)] for r, rb in zip(rounds, base)])
+            result[name]["extra_us_ci95_lo"] = 1e6 * lo_ci
+            result[name]["extra_us_ci95_hi"] = 1e6 * hi_ci
     for name in ("redis", "memory"):  # the change itself: variant / its base, paired the same way
         if name + "_base" not in samples:
             continue

@@ -77,8 +77,8 @@ def cache_series(cache: EmbeddingCache) -> list[Gauge]:
             ),
             CallbackCounter(
                 "embedserve_cache_redis_skipped_lookups_total",
-                "lookups that computed without asking Redis (its hit rate under 1/16; one in "
-                f"{ASK_EVERY} still asks)",
+                "lookups that computed without asking Redis (its hit rate under 1/16; in the "
+                f"server one in {ASK_EVERY} still asks, the library's writes ask instead)",
                 (), one(lambda: remote.skipped),
             ),
         ]

@@ -139,7 +139,8 @@ class RedisTier:
         self._retry_at = 0.0
         self._lock = threading.Lock()
         self._timeout = timeout
-        # writes waiting to be sent: (queued at, items, what makes each a key and value); under _lock
+        # writes waiting to be sent: (queued at, items, what makes each a key and value);
+        # under _lock
         self._queue: list[tuple[float, Sequence[Any], Stored | None]] = []
         self._queued = 0
         # batches of writes of lookups that did not ask Redis (put_later(probe=True)): the flusher
@@ -244,14 +245,15 @@ class RedisTier:
         return out
 
     def plan(self, *, probes: bool = False) -> str:
-        """How a lookup of a few misses uses Redis now: ``"none"`` (it is down: see :meth:`usable`),
-        ``"first"`` (ask, then compute what it lacks), or, while Redis has had under 1/16 of the keys asked lately, ``"during"`` (ask
-        and compute at once; what Redis answers is still used, and the server drops a queued
-        computation Redis answers in full) for one lookup in ``ASK_EVERY``, ``"skip"`` (compute,
-        do not ask) for the others. ``probes``: the caller's skipped lookups write with
-        ``put_later(probe=True)`` instead (the library: it has no event loop to hide a round
-        trip behind, and a request to Redis during its computation takes a core from it), so
-        they are all ``"skip"`` and the rate is kept current off the call.
+        """How a lookup of a few misses uses Redis now: ``"none"`` (it is down: see
+        :meth:`usable`), ``"first"`` (ask, then compute what it lacks), or, while Redis has had
+        under 1/16 of the keys asked lately, ``"during"`` (ask and compute at once; what Redis
+        answers is still used, and the server drops a queued computation Redis answers in full)
+        for one lookup in ``ASK_EVERY``, ``"skip"`` (compute, do not ask) for the others.
+        ``probes``: the caller's skipped lookups write with ``put_later(probe=True)`` instead
+        (the library: it has no event loop to hide a round trip behind, and a request to Redis
+        during its computation takes a core from it), so they are all ``"skip"`` and the rate is
+        kept current off the call.
 
         Why: on a 2-core box a round trip right after an engine run cost 0.2-0.4 ms, mostly
         waking Redis up (BENCHMARKS.md), and asking during the run puts Redis's CPU on the
@@ -344,9 +346,9 @@ class RedisTier:
         """Write ``items`` without waiting: they ride along with the next lookup's command (one
         round trip, one wake-up of Redis, for both), or are sent by a flusher thread if no lookup
         comes within ``_FLUSH_EVERY``. Beyond ``_MAX_QUEUED`` waiting entries (probed: batches)
-        a write is dropped and counted. ``item``: each of ``items`` is written as ``item(it)`` (a Redis key and a
-        value), made (like the command) when the write is sent, so the caller pays only for
-        queueing it; without it, ``items`` are (key, value) pairs.
+        a write is dropped and counted. ``item``: each of ``items`` is written as ``item(it)`` (a
+        Redis key and a value), made (like the command) when the write is sent, so the caller
+        pays only for queueing it; without it, ``items`` are (key, value) pairs.
 
         ``probe``: the items were computed without asking Redis (:meth:`plan`). The flusher
         thread sends them within ``_FLUSH_EVERY``, each batch after an ``MGET`` of its keys in

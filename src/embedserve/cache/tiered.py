@@ -38,7 +38,8 @@ class EmbeddingCache:
         self.remote = remote
         self.hits = {"memory": 0, "redis": 0}
         self.misses = 0
-        self._spaces: dict[str, Keyspace] = {}  # by namespace: every caller sees one's staged entries
+        # by namespace: every caller sees the same staged entries (Keyspace.embed_one)
+        self._spaces: dict[str, Keyspace] = {}
 
     @property
     def enabled(self) -> bool:
@@ -140,7 +141,8 @@ class Keyspace:
             if len(staged) >= STAGED_MAX:
                 self.settle()
         if plan == "skip":
-            remote.put_later(((key, entry),), item=redis_write_raw, probe=True)  # type: ignore[union-attr]
+            assert remote is not None
+            remote.put_later(((key, entry),), item=redis_write_raw, probe=True)
         return vectors
 
     def settle(self) -> None:
@@ -149,7 +151,7 @@ class Keyspace:
         items = []
         while staged:
             try:
-                key, (vector, tokens) = staged.popitem()  # (atomic: other threads may stage meanwhile)
+                key, (vector, tokens) = staged.popitem()  # (atomic: others may stage meanwhile)
             except KeyError:  # another thread settled the last one
                 break
             items.append((key, pack(vector, tokens)))
