@@ -150,8 +150,8 @@ class CacheError(EmbedServeError):
 
 
 __all__ = [
-    "CacheError",
     "AuthError",
+    "CacheError",
     "CollectionError",
     "CollectionNotFound",
     "CorruptModel",

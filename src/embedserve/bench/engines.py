@@ -98,9 +98,9 @@ def load_embedder(
     import tokenizers  # noqa: F401
 
     from embedserve.embedder import Embedder
+    from embedserve.store.graph import build_graph, save_graph
     from embedserve.store.graphs import graph_file
     from embedserve.store.local import ModelStore
-    from embedserve.store.graph import build_graph, save_graph
 
     installed = ModelStore(settings.home).get(name)
     before = current_rss_mb()

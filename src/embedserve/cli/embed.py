@@ -18,9 +18,9 @@ from typing import IO, Any
 
 import numpy as np
 
+from embedserve.cli.files import read_bytes
 from embedserve.config import DEFAULT_MODEL, Settings, load
 from embedserve.errors import InputFileError, InputTooLong, InvalidInput
-from embedserve.cli.files import read_bytes
 
 FORMATS = ("jsonl", "json", "npy")
 

@@ -156,7 +156,7 @@ def cmd_add(args: argparse.Namespace) -> int:
             TimeElapsedColumn(), console=console, transient=True, disable=not console.is_terminal,
         ) as bar:
             task = bar.add_task("add", total=len(docs), chunks=0)
-            show = lambda n, c: bar.update(task, completed=n, chunks=c)  # noqa: E731
+            show = lambda n, c: bar.update(task, completed=n, chunks=c)
             if args.ray is not None:
                 try:
                     from embedserve.ray import index_fill

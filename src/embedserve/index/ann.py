@@ -75,7 +75,7 @@ class AnnIndex:
                 idx.load(str(path))
                 if idx.ndim == dim:
                     self.index, self.loaded = idx, True
-            except Exception:  # a stale or unreadable file: rebuild
+            except Exception:  # noqa: BLE001 - a stale or unreadable file (usearch raises its own): rebuild
                 self.index = None
         if self.index is None:
             self.index = self._make()

@@ -273,7 +273,7 @@ class Collection:
                     pass  # the index is a cache: the next open reconciles or rebuilds it
             self._store.close()
 
-    def __enter__(self) -> Collection:
+    def __enter__(self) -> Collection:  # noqa: PYI034 - (typing.Self needs 3.11)
         return self
 
     def __exit__(self, *exc: object) -> None:

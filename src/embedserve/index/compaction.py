@@ -76,9 +76,9 @@ def compact(store: object, cid: int) -> CompactResult:
             table = np.array(live, dtype=np.int64).reshape(len(live), 7)
             keys, seg_of, off_of = table[:, 0], table[:, 5], table[:, 6]
             vectors = np.empty((len(live), dim), dtype=np.float32)
-            for s in committed:
+            for s, rows in committed.items():
                 at = np.flatnonzero(seg_of == s)
-                vectors[at] = files.read(s, committed[s], off_of[at])
+                vectors[at] = files.read(s, rows, off_of[at])
             if len(live):
                 new = next_seg
                 db.execute("UPDATE collections SET next_seg = ? WHERE id = ?", (new + 1, cid))
@@ -122,7 +122,7 @@ def maybe_compact_in_background(store: object, cid: int) -> threading.Thread | N
             r = compact(own, cid)
             log.info("compacted collection %d: %d segments, %d rows moved, %d freed", cid, r.segments, r.moved,
                      r.freed)
-        except Exception as exc:  # a failed compaction leaves the store as it was
+        except Exception as exc:  # noqa: BLE001 - a failed compaction leaves the store as it was
             log.warning("compaction of collection %d failed: %s", cid, exc)
         finally:
             own.close()

@@ -94,10 +94,11 @@ def _compile(where: Any, path: str) -> Predicate:
             if not isinstance(value, list) or not value:
                 raise CollectionError(f"bad filter: {key} takes a non-empty list of filters, got {_show(value)}")
             parts = [_compile(w, f"{key}[{i}]") for i, w in enumerate(value)]
+            # (each closure binds this iteration's parts, not the loop variable)
             tests.append(
-                (lambda ps: lambda m: all(p(m) for p in ps))(parts)
+                (lambda ps: lambda m: all(p(m) for p in ps))(parts)  # noqa: PLC3002
                 if key == "$and"
-                else (lambda ps: lambda m: any(p(m) for p in ps))(parts)
+                else (lambda ps: lambda m: any(p(m) for p in ps))(parts)  # noqa: PLC3002
             )
         elif key.startswith("$"):
             raise CollectionError(f"bad filter: unknown operator {key!r} at the top of {path}; use $and or $or")

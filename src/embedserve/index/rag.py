@@ -101,7 +101,7 @@ def stream_answer(
     timeout = httpx.Timeout(connect=connect_timeout, read=read_timeout, write=connect_timeout, pool=connect_timeout)
     done = False
     try:
-        with httpx.Client(timeout=timeout, trust_env=False) as client:
+        with httpx.Client(timeout=timeout, trust_env=False) as client:  # noqa: SIM117
             with client.stream("POST", target, json=body) as resp:
                 if resp.status_code >= 400:
                     resp.read()

@@ -57,7 +57,7 @@ def _pack_binary(x: np.ndarray) -> np.ndarray:
 def _popcount(x: np.ndarray) -> np.ndarray:
     if hasattr(np, "bitwise_count"):
         return np.bitwise_count(x)
-    table = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)  # numpy < 2
+    table = np.array([i.bit_count() for i in range(256)], dtype=np.uint8)  # numpy < 2
     return table[x.view(np.uint8)]
 
 

@@ -27,8 +27,7 @@ from embedserve.config import Settings
 from embedserve.ray.board import Board
 from embedserve.ray.remote import RemoteManager
 from embedserve.ray.replica import LoaderFactory, Replica
-from embedserve.server.errors import error_response
-from embedserve.server.errors import HTTPError
+from embedserve.server.errors import HTTPError, error_response
 
 StoreFactory = Callable[[Settings], Any]
 

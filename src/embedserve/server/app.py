@@ -20,16 +20,16 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 
+from embedserve import ui as ui_room
 from embedserve.cache import open_cache
 from embedserve.cache.metrics import cache_series
 from embedserve.config import Settings, cpu_quota
 from embedserve.engine.base import Engine
-from embedserve import ui as ui_room
 from embedserve.server import routes_collections, routes_ollama, routes_openai, routes_rerank
 from embedserve.server.admission import AdmissionMiddleware
 from embedserve.server.errors import EXCEPTION_HANDLERS, handle_error
-from embedserve.server.openapi import STR, Op, document, obj, route
 from embedserve.server.middleware import GuardMiddleware, is_loopback_bind
+from embedserve.server.openapi import STR, Op, document, obj, route
 from embedserve.server.responses import JSON
 from embedserve.server.state import ServerState
 from embedserve.service.admission import Admission

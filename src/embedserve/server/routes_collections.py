@@ -23,11 +23,30 @@ from starlette.responses import Response, StreamingResponse
 from embedserve.cache import EmbeddingCache
 from embedserve.cache.serve import embed_cached
 from embedserve.config import DEFAULT_MODEL, Settings
-from embedserve.errors import CollectionError, CollectionNotFound, InvalidInput, TooManyInputs, UpstreamError
+from embedserve.errors import (
+    CollectionError,
+    CollectionNotFound,
+    InvalidInput,
+    TooManyInputs,
+    UpstreamError,
+)
 from embedserve.index.collection import Collection, check_name, model_key
 from embedserve.server.body import read_json
 from embedserve.server.errors import status_and_message
-from embedserve.server.openapi import ANY_OBJ, BOOL, INT, MODEL, NUM, STR, TEXT, Op, Schema, array, obj, route
+from embedserve.server.openapi import (
+    ANY_OBJ,
+    BOOL,
+    INT,
+    MODEL,
+    NUM,
+    STR,
+    TEXT,
+    Op,
+    Schema,
+    array,
+    obj,
+    route,
+)
 from embedserve.server.responses import JSON
 from embedserve.server.state import ServerState
 from embedserve.vectors import l2_normalize

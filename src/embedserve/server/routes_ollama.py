@@ -17,7 +17,20 @@ from embedserve.durations import parse_keep_alive
 from embedserve.errors import EmbedServeError, InvalidInput, InvalidModelName, ModelNotFound
 from embedserve.server.body import check_options, get_bool, get_int, get_str, read_json
 from embedserve.server.errors import HTTPError, status_and_message
-from embedserve.server.openapi import ANY_OBJ, BOOL, INT, MODEL, NUM, STR, TEXT, Op, Schema, array, obj, route
+from embedserve.server.openapi import (
+    ANY_OBJ,
+    BOOL,
+    INT,
+    MODEL,
+    NUM,
+    STR,
+    TEXT,
+    Op,
+    Schema,
+    array,
+    obj,
+    route,
+)
 from embedserve.server.responses import JSON
 from embedserve.server.state import (
     ServerState,
@@ -28,6 +41,7 @@ from embedserve.server.state import (
 )
 from embedserve.server.views import rfc3339, show, tag_entry
 from embedserve.store.names import canonical
+
 
 def _state(request: Request) -> ServerState:
     return request.app.state.embedserve  # type: ignore[no-any-return]

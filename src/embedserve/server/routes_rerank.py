@@ -71,8 +71,8 @@ async def score_documents(
     check_count(state, len(docs) + 1)
     try:
         kind = await _kind(state, name)
-    except Exception:
-        kind = ""  # embed_texts answers the error in the route's own words
+    except Exception:  # noqa: BLE001 - embed_texts answers the error in the route's own words
+        kind = ""
     if kind == "embedding":
         raise HTTPError(400, f'"{name}" does not support rerank')
     if kind == "colbert":

@@ -23,7 +23,6 @@ from embedserve.service.metrics import Metrics
 from embedserve.store.names import canonical
 from embedserve.vectors import l2_normalize, truncate_dimensions
 
-
 # A request's usage meter, if a middleware put one in its scope (auth/): anything with
 # ``record(inputs, tokens, compute_seconds)``, told what the engine spent on the request.
 USAGE_KEY = "embedserve.usage"

@@ -25,7 +25,6 @@ Nothing assumes a layer count or a width: all of it is read from config.json.
 from __future__ import annotations
 
 import os
-
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -50,8 +49,16 @@ if TYPE_CHECKING:
 
 GRAPH_FORMAT = 8  # bump when the graph layout changes, so cached graphs are rebuilt (6: per-row int8; 7: heads by kind, tokens output; 8: static int8 activations)
 
-__all__ = ["GRAPH_FORMAT", "build_graph", "save_graph", "load_weights", "quantize_per_channel",
-           "detect", "Family", "Shape"]
+__all__ = [
+    "GRAPH_FORMAT",
+    "Family",
+    "Shape",
+    "build_graph",
+    "detect",
+    "load_weights",
+    "quantize_per_channel",
+    "save_graph",
+]
 
 
 def build_graph(folder: Path, quantization: str = "fp32",

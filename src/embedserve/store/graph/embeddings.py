@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 
 from embedserve.errors import StoreError
-from embedserve.store.graph.builder import GraphBuilder
 from embedserve.store.family import Family, Shape
+from embedserve.store.graph.builder import GraphBuilder
 from embedserve.store.graph.weights import Weights
 
 

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from embedserve.store.graph.builder import MS, GraphBuilder
 from embedserve.store.family import Family, Shape
+from embedserve.store.graph.builder import MS, GraphBuilder
 from embedserve.store.graph.layout import Groups
 from embedserve.store.graph.positions import RelativeBias, Rotary
 from embedserve.store.graph.weights import Weights

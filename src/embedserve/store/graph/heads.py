@@ -26,8 +26,8 @@ import numpy as np
 from onnx import TensorProto, ValueInfoProto, helper
 
 from embedserve.errors import StoreError
-from embedserve.store.graph.builder import GraphBuilder
 from embedserve.store.family import Family, Shape
+from embedserve.store.graph.builder import GraphBuilder
 from embedserve.store.graph.layout import Layout
 from embedserve.store.graph.weights import Weights
 

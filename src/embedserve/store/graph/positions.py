@@ -15,8 +15,8 @@ import math
 
 import numpy as np
 
-from embedserve.store.graph.builder import GraphBuilder
 from embedserve.store.family import Shape
+from embedserve.store.graph.builder import GraphBuilder
 from embedserve.store.graph.layout import Layout
 
 

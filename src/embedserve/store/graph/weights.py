@@ -22,8 +22,7 @@ def load_weights(folder: Path) -> dict[str, np.ndarray]:
     out: dict[str, np.ndarray] = {}
     for key, value in raw.items():
         for prefix in _PREFIXES:
-            if key.startswith(prefix):
-                key = key[len(prefix) :]
+            key = key.removeprefix(prefix)
         out[key] = value
     return out
 

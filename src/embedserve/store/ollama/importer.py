@@ -11,6 +11,7 @@ layer again is a no-op, and a model that came from elsewhere is never overwritte
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 from embedserve.errors import InvalidInput, StoreError
 from embedserve.store.disk import DiskStore
 from embedserve.store.files import hash_files, remove_tree
