@@ -112,8 +112,11 @@ class Embedder:
         budget: int,
         max_count: int,
         progress: Callable[[int], None] | None,
+        tokens: list[np.ndarray] | None = None,
     ) -> tuple[np.ndarray, list[int]]:
-        """Raw vectors for ``items`` straight from the engine, and each one's token count."""
+        """Raw vectors for ``items`` straight from the engine, and each one's token count.
+        ``tokens``: also each text's raw token vectors, from the same runs (``embed_both``), put
+        in this list (as long as ``items``)."""
         engine = self._engine
         out = np.empty((len(items), engine.info.dim), dtype=np.float32)
         counts: list[int] = []
@@ -126,13 +129,18 @@ class Embedder:
                     raise InputTooLong(start + err.index, err.tokens, err.limit) from None
                 raise
             counts.extend(len(x) for x in ids)
-            if len(ids) == 1:
+            if len(ids) == 1 and tokens is None:
                 out[start] = engine.embed_ids(ids)[0]
                 if progress is not None:
                     progress(1)
                 continue
             for batch in plan_batches([len(x) for x in ids], budget, max_count):
-                vecs = engine.embed_ids([ids[i] for i in batch])
+                if tokens is None:
+                    vecs = engine.embed_ids([ids[i] for i in batch])
+                else:
+                    vecs, toks = engine.embed_both([ids[i] for i in batch])  # type: ignore[attr-defined]
+                    for i, t in zip(batch, toks):
+                        tokens[start + i] = t
                 out[[start + i for i in batch]] = vecs
                 if progress is not None:
                     progress(len(batch))
@@ -209,12 +217,7 @@ class Embedder:
             raise InvalidInput(f"dimensions must be at least 1, got {dimensions}")
         budget = batch_tokens or DEFAULT_BATCH_TOKENS
         max_count = batch_size or DEFAULT_MAX_BATCH
-        space = None
-        if self._cache is not None and items:
-            spaces = self._keyspaces
-            if truncate not in spaces:
-                spaces[truncate] = self._cache.keyspace(self._engine.info, truncate=truncate)
-            space = spaces[truncate]
+        space = self._space(truncate) if items else None
         out = None
         if space is not None and len(items) == 1 and progress is None:  # in fewer (cold) calls
             out = space.embed_one(
@@ -230,6 +233,55 @@ class Embedder:
         if dimensions is not None:
             out = truncate_dimensions(out, dimensions)
         return out[0] if single else out
+
+    def _space(self, truncate: bool) -> Keyspace | None:
+        """The cache as this engine sees it with ``truncate``; None without a cache."""
+        if self._cache is None:
+            return None
+        spaces = self._keyspaces
+        if truncate not in spaces:
+            spaces[truncate] = self._cache.keyspace(self._engine.info, truncate=truncate)
+        return spaces[truncate]
+
+    def encode_with_tokens(
+        self,
+        texts: Sequence[str],
+        *,
+        truncate: bool = True,
+        prompt_name: str | None = None,
+        batch_size: int | None = None,
+        batch_tokens: int | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> tuple[np.ndarray, list[np.ndarray]]:
+        """``encode(texts, prompt_name=...)`` and ``encode(texts, output="token")``, each unit
+        length, from one run of the model per batch: what a multivector collection stores of its
+        chunks, for half the compute of the two calls. (With a prompt the two see different
+        inputs, since token vectors are of the text as given: then it makes the two calls.) The
+        sentence vectors are written to the cache, not looked up: the run that gives the token
+        vectors gives them anyway."""
+        items = [str(t) for t in texts]
+        engine = self._engine
+        if self._prefix(prompt_name, None) or not callable(getattr(engine, "embed_both", None)):
+            dense = self.encode(items, truncate=truncate, prompt_name=prompt_name,
+                                batch_size=batch_size, batch_tokens=batch_tokens, progress=progress)
+            return dense, self._encode_tokens(items, batch_size=batch_size, normalize=True,
+                                              truncate=truncate, batch_tokens=batch_tokens,
+                                              progress=None, role="document")
+        if batch_size is not None and batch_size < 1:
+            raise InvalidInput(f"batch_size must be at least 1, got {batch_size}")
+        tokens: list[np.ndarray] = [np.empty((0, engine.info.dim), np.float32)] * len(items)
+        raw, counts = self._compute(items, truncate, batch_tokens or DEFAULT_BATCH_TOKENS,
+                                    batch_size or DEFAULT_MAX_BATCH, progress, tokens)
+        space = self._space(truncate) if items else None
+        if space is not None:  # as encode() would have stored them
+            lookup = space.lookup(items)
+            if not lookup.hit_all:
+                first: dict[str, int] = {}
+                for i, text in enumerate(items):
+                    first.setdefault(text, i)
+                rows = [first[text] for text in lookup.miss_texts()]
+                lookup.complete(raw[rows], [counts[r] for r in rows], background=True)
+        return l2_normalize(raw), [l2_normalize(t) if len(t) else t for t in tokens]
 
     def _encode_lookup(
         self,

@@ -253,3 +253,23 @@ def test_serve_with_a_malformed_redis_url_is_one_line_and_exit_1(
     code, _, err = run(capsys, "serve", "--no-pull", "--port", "0")
     assert code == 1
     assert err.strip().count("\n") == 0 and "EMBEDSERVE_REDIS_URL" in err
+
+
+def test_sentence_vectors_made_with_token_vectors_are_cached_and_a_prompt_runs_twice() -> None:
+    engine = FakeEngine()
+    emb = _embedder(engine)
+    texts = ["one chunk", "two chunks", "one chunk"]
+    dense, tokens = emb.encode_with_tokens(texts)
+    assert sum(engine.batches) == 3  # one run gives both (the repeated text computed twice: no lookup)
+    assert len(tokens) == 3 and all(np.allclose(np.linalg.norm(t, axis=1), 1) for t in tokens)
+    engine.batches.clear()
+    assert emb.encode(texts).tobytes() == dense.tobytes() and not engine.batches  # cached
+    # a model whose documents get a prompt: the token vectors are of the text as given, so two runs
+    prompted = FakeEngine()
+    prompted.info = replace(prompted.info, prompts={"document": "passage: "},
+                            default_prompt_name="document")
+    pe = Embedder.from_engine(prompted)
+    d2, t2 = pe.encode_with_tokens(["a text"])
+    assert d2.tobytes() == pe.encode(["a text"]).tobytes()
+    assert t2[0].tobytes() == pe.encode(["a text"], output="token")[0].tobytes()
+    assert d2.tobytes() != Embedder.from_engine(FakeEngine()).encode(["a text"]).tobytes()

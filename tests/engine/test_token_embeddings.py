@@ -59,3 +59,36 @@ def test_token_output_errors(tmp_path: Path) -> None:
         emb.encode(["x"], output="tokens")
     cut = emb.encode(["the man plays the guitar and the dog runs"], output="token")
     assert cut[0].shape == (6, 16)  # 8-token window minus [CLS] and [SEP]
+
+
+def _same(a: list[np.ndarray], b: list[np.ndarray]) -> bool:
+    return len(a) == len(b) and all(x.shape == y.shape and x.tobytes() == y.tobytes() for x, y in zip(a, b))
+
+
+def test_sentence_and_token_vectors_from_one_run_are_bitwise_those_of_two(tmp_path: Path) -> None:
+    from embedserve.config import Settings
+    from embedserve.store.local import ModelStore
+    from tinymodels import make_tiny_colbert
+
+    bert = Embedder.from_engine(engine_for(Installed(make_tiny_bert(
+        tmp_path / "m", layers=2, hidden=32, heads=4, intermediate=64))))
+    settings = Settings(home=tmp_path / "home", offline=True, cache_mb=0)
+    ModelStore(settings.home).create("tiny-colbert", source=make_tiny_colbert(tmp_path / "colbert"))
+    colbert = Embedder("tiny-colbert", settings=settings, cache=False)
+    docs = [*TEXTS, "a dog, a cat. and a bird!"]  # (ColBERT drops a document's punctuation)
+    for emb in (bert, colbert):
+        runs = 0
+        real = emb.engine.run_sorted
+
+        def counted(*a: object, real=real, **k: object) -> object:  # type: ignore[no-untyped-def]
+            nonlocal runs
+            runs += 1
+            return real(*a, **k)
+
+        emb.engine.run_sorted = counted  # type: ignore[method-assign]
+        dense, tokens = emb.encode_with_tokens(docs, batch_size=2)
+        assert runs == 3  # 5 texts in batches of 2: one run each, not two
+        assert dense.tobytes() == emb.encode(docs, batch_size=2).tobytes()
+        assert _same(tokens, emb.encode(docs, output="token", batch_size=2))
+        raw = emb.engine.embed_both([emb.engine.tokenize(docs)[0]])  # type: ignore[attr-defined]
+        assert raw[0].tobytes() == emb.engine.embed_ids([emb.engine.tokenize(docs)[0]]).tobytes()

@@ -150,3 +150,62 @@ def test_documents_with_own_embeddings_and_empty_records(client: TestClient) -> 
     assert (body["added"], body["empty"], body["empty_ids"], body["chunks"]) == (2, 1, ["blank"], 2)
     hits = client.post("/api/collections/kb/query", json={"query": "quantum physics lecture", "top_k": 1}).json()
     assert hits["results"][0]["id"] == "mine" and hits["results"][0]["score"] > 0.999
+
+
+def test_a_prompted_models_collection_embeds_like_the_library_over_http(settings: Settings) -> None:
+    """The server applies the model's document and query prompts as ``index add`` and
+    ``Collection.query`` do, so a collection written by one is read right by the other."""
+    from embedserve.embedder import Embedder
+    from embedserve.index.collection import Collection
+
+    prompts = {"search_query": "search_query: ", "search_document": "search_document: "}
+
+    def prompted(name: str) -> FakeEngine:
+        engine = loader(name)
+        engine.info = replace(engine.info, prompts=prompts)
+        return engine
+
+    docs = [{"id": d["id"], "text": d["text"]} for d in DOCS[:2]]
+    with TestClient(create_app(settings, loader=prompted, store=object()),
+                    base_url="http://127.0.0.1") as c:
+        assert c.post("/api/collections", json={"name": "srv", "model": "fake"}).status_code == 201
+        assert c.post("/api/collections/srv/documents", json={"documents": docs}).status_code == 200
+        got = c.post("/api/collections/srv/query", json={"query": "cat on a mat", "top_k": 2}).json()
+    lib = Embedder.from_engine(prompted("fake"))
+    with Collection.open("lib", settings=settings, model="fake:latest", encoder=lib) as col:
+        col.add(docs)
+        want = [(h.id, h.score) for h in col.query("cat on a mat", top_k=2)]
+    assert [(h["id"], pytest.approx(h["score"], abs=1e-6)) for h in got["results"]] == want
+    with Collection.open("srv", settings=settings, encoder=lib) as col:  # the library reads the server's
+        assert [(h.id, pytest.approx(h.score, abs=1e-6)) for h in col.query("cat on a mat", top_k=2)] == want
+
+
+def test_a_multivector_collection_over_http_runs_the_model_once_per_chunk(settings: Settings) -> None:
+    from embedserve.embedder import Embedder
+    from embedserve.index import multivector
+    from embedserve.index.collection import Collection
+
+    engines: list[FakeEngine] = []
+
+    def recording(name: str) -> FakeEngine:
+        engines.append(loader(name))
+        return engines[-1]
+
+    lib = Embedder.from_engine(loader("fake"))
+    with Collection.open("mv", settings=settings, model="fake:latest", encoder=lib,
+                         chunk_tokens=10, overlap=2) as col:
+        multivector.enable(col, "float32")  # (as `index create --multivector` does)
+    with TestClient(create_app(settings, loader=recording, store=object()),
+                    base_url="http://127.0.0.1") as c:
+        r = c.post("/api/collections/mv/documents", json={"documents": DOCS})
+        assert r.status_code == 200, r.text
+        chunks = r.json()["chunks"]
+        assert chunks > len(DOCS) and sum(engines[0].batches) == chunks  # one run, not two
+        body = {"query": "zebra river crossing", "top_k": 2, "rerank": "maxsim", "candidates": 3}
+        got = c.post("/api/collections/mv/query", json=body).json()["results"]
+    with Collection.open("mvlib", settings=settings, model="fake:latest", encoder=lib,
+                         chunk_tokens=10, overlap=2) as col:  # the library's own, for reference
+        multivector.enable(col, "float32")
+        col.add(DOCS)
+        want = col.query("zebra river crossing", top_k=2, rerank="maxsim", candidates=3)
+    assert [(h["id"], pytest.approx(h["score"], abs=1e-6)) for h in got] == [(h.id, h.score) for h in want]

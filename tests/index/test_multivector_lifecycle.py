@@ -114,7 +114,7 @@ def test_a_crash_between_the_dense_and_the_token_write(settings: Settings,
         def crash(*a: object, **k: object) -> None:
             raise OSError("killed")
 
-        monkeypatch.setattr(multivector, "encode_tokens", crash)
+        monkeypatch.setattr(multivector.TokenStore, "replace", crash)  # the token write dies
         changed = {"id": "dog", "text": "the blue sky at night"}
         with pytest.raises(OSError, match="killed"):
             col.add([changed, {"id": "new", "text": "blue light in the sky"}])
@@ -163,3 +163,25 @@ def test_index_add_ray_stores_token_vectors(settings: Settings) -> None:
         q = enc.encode(["blue sky"], output="token", role="query")[0]
         want = maxsim_batch(q, enc.encode([d["text"] for d in DOCS], output="token"))
         assert hits[0].score == pytest.approx(float(want.max()), abs=1e-5)
+
+
+def test_a_multivector_add_runs_the_model_once_per_chunk_for_both_vectors(settings: Settings) -> None:
+    enc = make_encoder(max_tokens=10)
+    docs = [*DOCS, {"id": "long", "text": LONG}]
+    with Collection.open("mvplain", settings=settings, encoder=make_encoder(max_tokens=10)) as plain:
+        plain.add(docs)
+        want = [(h.id, h.score) for h in plain.query("blue sky", top_k=4)]
+    with Collection.open("mvonce", settings=settings, encoder=enc) as col:
+        multivector.enable(col, "float32")
+        engine = enc.engine
+        engine.batches.clear()  # type: ignore[attr-defined]
+        added = col.add(docs)
+        assert added.chunks > len(docs)  # LONG is several chunks
+        assert sum(engine.batches) == added.chunks  # type: ignore[attr-defined]  # one run, not two
+        assert [(h.id, h.score) for h in col.query("blue sky", top_k=4)] == want  # the same vectors
+        assert _rows(col) == added.chunks
+        hits = col.query("blue sky", top_k=4, rerank="maxsim", candidates=4)
+        q = enc.encode(["blue sky"], output="token", role="query")[0]
+        for h in hits:  # the stored token rows are the chunks' own
+            chunk = enc.encode([h.text], output="token")[0]
+            assert h.score == pytest.approx(float(maxsim_batch(q, [chunk])[0]), abs=1e-5), h.id

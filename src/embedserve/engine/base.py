@@ -60,6 +60,11 @@ class TokenEngine(Protocol):
         and query expansion, and drops a document's punctuation)."""
         ...
 
+    def embed_both(self, batch: Sequence[Sequence[int]]) -> tuple[np.ndarray, list[np.ndarray]]:
+        """``embed_ids(batch)`` and ``embed_tokens(batch)`` from one run of the model, each
+        bitwise what its own call gives (a multivector collection needs both of every chunk)."""
+        ...
+
 
 @runtime_checkable
 class PairEngine(Protocol):

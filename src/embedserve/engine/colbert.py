@@ -87,21 +87,21 @@ class ColbertEngine(OnnxEngine):
                     keys[r, len(row) - tail : len(row)] = 0
         return {"key_mask": keys}
 
-    def embed_tokens(self, batch: Sequence[Sequence[int]]) -> list[np.ndarray]:
-        if not batch:
-            return []
-        order, rows, parts = self.token_rows(batch)
-        out: list[np.ndarray] = [np.empty(0)] * len(batch)
-        for k, i in enumerate(order):
-            vecs, row = parts[k], rows[k]
-            if len(self.skiplist) and len(row) > 1 and row[1] == self.doc_marker:
-                vecs = vecs[~np.isin(np.asarray(row), self.skiplist)]
-            out[i] = vecs
-        return out
+    def kept_tokens(self, vectors: np.ndarray, row: Sequence[int]) -> np.ndarray:
+        """All of a query's (markers and expansion included); a document's without punctuation."""
+        if len(self.skiplist) and len(row) > 1 and row[1] == self.doc_marker:
+            return vectors[~np.isin(np.asarray(row), self.skiplist)]
+        return vectors
 
     def embed_ids(self, batch: Sequence[Sequence[int]]) -> np.ndarray:
         """A dense vector per input: the mean of its normalised token vectors (un-normalised)."""
+        return self._dense(self.embed_tokens(batch))
+
+    def embed_both(self, batch: Sequence[Sequence[int]]) -> tuple[np.ndarray, list[np.ndarray]]:
         tokens = self.embed_tokens(batch)
+        return self._dense(tokens), tokens
+
+    def _dense(self, tokens: list[np.ndarray]) -> np.ndarray:
         out = np.zeros((len(tokens), self.info.dim), np.float32)
         for i, t in enumerate(tokens):
             if len(t):

@@ -83,5 +83,14 @@ class FakeEngine:
             self.fail(batch)
         with self._lock:
             self.batches.append(len(batch))
-            return [np.stack([self._vector(t) for t in ids[1:-1]]).astype(np.float32)
-                    if len(ids) > 2 else np.zeros((0, self.info.dim), np.float32) for ids in batch]
+            return self._tokens(batch)
+
+    def embed_both(self, batch: Sequence[Sequence[int]]) -> tuple[np.ndarray, list[np.ndarray]]:
+        """``embed_ids`` and ``embed_tokens`` as one batch (counted once in ``batches``)."""
+        pooled = self.embed_ids(batch)
+        with self._lock:
+            return pooled, self._tokens(batch)
+
+    def _tokens(self, batch: Sequence[Sequence[int]]) -> list[np.ndarray]:
+        return [np.stack([self._vector(t) for t in ids[1:-1]]).astype(np.float32)
+                if len(ids) > 2 else np.zeros((0, self.info.dim), np.float32) for ids in batch]

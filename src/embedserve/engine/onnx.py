@@ -165,22 +165,37 @@ class OnnxEngine:
         order, _, (out,) = self.run_sorted(batch, ["pooled"])
         return unsort(out, order)
 
-    def token_rows(self, batch: Sequence[Sequence[int]]) -> tuple[list[int], list[Sequence[int]], list[np.ndarray]]:
-        """Every token's vector, per sorted row: (order, sorted rows, one (len, d) array each)."""
-        order, rows, (packed,) = self.run_sorted(batch, ["tokens"])
-        ends = np.cumsum([len(r) for r in rows])
-        return order, rows, np.split(packed, ends[:-1])
-
     def embed_tokens(self, batch: Sequence[Sequence[int]]) -> list[np.ndarray]:
         """Un-normalised last hidden state per input, ``(len(ids) - 2, dim)``: [CLS] and the final
         [SEP] are dropped, so row k is the k-th text token (``token_spans`` order)."""
         if not batch:
             return []
-        order, _, parts = self.token_rows(batch)
-        out: list[np.ndarray] = [np.empty(0)] * len(batch)
+        order, rows, (packed,) = self.run_sorted(batch, ["tokens"])
+        return self.token_vectors(order, rows, packed)
+
+    def embed_both(self, batch: Sequence[Sequence[int]]) -> tuple[np.ndarray, list[np.ndarray]]:
+        """:meth:`embed_ids` and :meth:`embed_tokens` of ``batch`` from one run of the graph (it
+        has both outputs; the pooled vectors are bitwise those :meth:`embed_ids` gives)."""
+        if not batch:
+            return np.zeros((0, self.info.dim), dtype=np.float32), []
+        order, rows, (pooled, packed) = self.run_sorted(batch, ["pooled", "tokens"])
+        return unsort(pooled, order), self.token_vectors(order, rows, packed)
+
+    def token_vectors(
+        self, order: list[int], rows: list[Sequence[int]], packed: np.ndarray
+    ) -> list[np.ndarray]:
+        """The graph's packed ``tokens`` output of the sorted ``rows``, per input in the caller's
+        order, as :meth:`embed_tokens` returns them."""
+        parts = np.split(packed, np.cumsum([len(r) for r in rows])[:-1])
+        out: list[np.ndarray] = [np.empty(0)] * len(order)
         for k, i in enumerate(order):
-            out[i] = parts[k][1:-1]
+            out[i] = self.kept_tokens(parts[k], rows[k])
         return out
+
+    def kept_tokens(self, vectors: np.ndarray, row: Sequence[int]) -> np.ndarray:
+        """Of one input's token vectors, those the model scores with: all but [CLS] and the final
+        [SEP]."""
+        return vectors[1:-1]
 
 
 def unsort(out: np.ndarray, order: list[int]) -> np.ndarray:

@@ -39,7 +39,7 @@ from embedserve.index.documents import (
     content_hash,
     is_empty,
 )
-from embedserve.index.encoder import IndexEncoder, encode_normalized
+from embedserve.index.encoder import IndexEncoder, encode_documents, encode_normalized
 from embedserve.index.filters import compile_where
 from embedserve.index.search import SearchConfig, Strategy
 from embedserve.index.state import Snapshot
@@ -387,7 +387,9 @@ class Collection:
                 spans = chunk_text(d.text, enc.token_spans, ct, ov)
                 to_embed.append((d, h, spans))
             texts = [c.text_of(d.text) for d, _, cs in to_embed for c in cs]
-            vecs = encode_normalized(enc, texts, "document") if texts and enc is not None else None
+            vecs, tokens = None, None
+            if texts and enc is not None:  # (a multivector collection's token vectors in the same runs)
+                vecs, tokens = encode_documents(enc, texts, tokens=_multivector.enabled(self))
             k = 0
             for d, h, cs in to_embed:
                 rows = []
@@ -401,7 +403,8 @@ class Collection:
             if upserts or meta_only:
                 self._store.write(cid, upserts, meta_only)
             _multivector.after_add(self, enc, [u.id for u in upserts],
-                                   [(d.id, c.index, c.text_of(d.text)) for d, _, cs in to_embed for c in cs])
+                                   [(d.id, c.index, c.text_of(d.text)) for d, _, cs in to_embed for c in cs],
+                                   tokens)
             if progress is not None:
                 progress(min(b + batch_size, len(items)), result.chunks)
         result.seconds = time.perf_counter() - t0

@@ -43,3 +43,23 @@ def encode_normalized(encoder: IndexEncoder, texts: list[str], role: str = "") -
 
         raise EngineError(f"encoder returned shape {vecs.shape} for {len(texts)} texts")
     return l2_normalize(vecs)
+
+
+def encode_documents(
+    encoder: IndexEncoder, texts: list[str], *, tokens: bool = False
+) -> tuple[np.ndarray, list[np.ndarray] | None]:
+    """:func:`encode_normalized` of documents' chunks and, with ``tokens`` (a multivector
+    collection), their unit token vectors from the same model runs when the encoder offers
+    ``encode_with_tokens`` (``Embedder``); otherwise None: the caller makes them separately."""
+    both = getattr(encoder, "encode_with_tokens", None) if tokens and texts else None
+    if both is None:
+        return encode_normalized(encoder, texts, "document"), None
+    prompt_name = role_prompt(getattr(encoder.info, "prompts", None) or {}, "document")
+    dense, token_vectors = both(list(texts), prompt_name=prompt_name)
+    dense = np.asarray(dense, dtype=np.float32)
+    if dense.ndim != 2 or dense.shape[0] != len(texts) or len(token_vectors) != len(texts):
+        from embedserve.errors import EngineError
+
+        raise EngineError(f"encoder returned {dense.shape} and {len(token_vectors)} token arrays "
+                          f"for {len(texts)} texts")
+    return l2_normalize(dense), list(token_vectors)

@@ -222,15 +222,27 @@ def encode_tokens(encoder: Any, texts: list[str], role: str = "document") -> lis
     return [np.asarray(v, np.float32) for v in out]
 
 
-def after_add(collection: Any, encoder: Any, docs: Sequence[str], chunks: list[tuple[str, int, str]]) -> None:
+def enabled(collection: Any) -> bool:
+    return store_for(collection) is not None
+
+
+def after_add(
+    collection: Any,
+    encoder: Any,
+    docs: Sequence[str],
+    chunks: list[tuple[str, int, str]],
+    tokens: list[np.ndarray] | None = None,
+) -> None:
     """When on: replace the rows of the written documents ``docs`` by the token vectors of their
     freshly embedded chunks ``(doc id, chunk index, text)`` (documents that brought their own
-    vector get theirs on first use)."""
+    vector get theirs on first use): ``tokens``, made with the chunks' dense vectors
+    (``encode_documents``), or else made now."""
     ts = store_for(collection)
     if ts is None or not docs:
         return
     keys = [text_key(d, c, t) for d, c, t in chunks]
-    tokens = encode_tokens(encoder, [t for _, _, t in chunks]) if chunks else []
+    if tokens is None:
+        tokens = encode_tokens(encoder, [t for _, _, t in chunks]) if chunks else []
     ts.replace(docs, keys, tokens)
 
 

@@ -31,6 +31,7 @@ from embedserve.errors import (
     UpstreamError,
 )
 from embedserve.index.collection import Collection, check_name, model_key
+from embedserve.prompts import apply, resolve
 from embedserve.server.body import read_json
 from embedserve.server.errors import status_and_message
 from embedserve.server.openapi import (
@@ -72,19 +73,52 @@ class ManagedEncoder:
             return await self._batcher.submit(texts, True, mode=mode)
         return await embed_cached(self._cache, self._batcher, self.info, texts)
 
-    def encode(self, texts: list[str], output: str = "sentence", role: str = "document", **_: Any) -> Any:
+    def encode(
+        self,
+        texts: list[str],
+        output: str = "sentence",
+        role: str = "document",
+        prompt_name: str | None = None,
+        **_: Any,
+    ) -> Any:
+        """As ``Embedder.encode``: the model's prompt (``prompt_name``, else its default) before
+        each text for sentence vectors, none for token vectors; unit vectors either way."""
         import numpy as np
 
         if output == "token":  # multivector collections: token vectors through the same batcher
             mode = "query_tokens" if role == "query" else "tokens"
             fut = asyncio.run_coroutine_threadsafe(self._submit(list(texts), mode), self._loop)
             return [l2_normalize(v) if len(v) else v for v in fut.result()[0]]
+        info = self.info
+        texts = apply(resolve(info.prompts, info.default_prompt_name, prompt_name=prompt_name,
+                              model=info.name), list(texts))
         out = []
         for i in range(0, len(texts), _ENCODE_PIECE):
             fut = asyncio.run_coroutine_threadsafe(self._submit(list(texts[i : i + _ENCODE_PIECE])), self._loop)
             vectors, _tokens = fut.result()
             out.append(vectors)
         return l2_normalize(np.concatenate(out)) if out else np.zeros((0, self.info.dim), np.float32)
+
+    def encode_with_tokens(
+        self, texts: list[str], prompt_name: str | None = None, **_: Any
+    ) -> tuple[Any, list[Any]]:
+        """As ``Embedder.encode_with_tokens``: sentence and token vectors of documents from one
+        run of the model per batch (the batcher's ``dense_tokens`` mode), unless a prompt makes
+        their inputs differ. (The sentence vectors are not written to the embedding cache.)"""
+        import numpy as np
+
+        info = self.info
+        prefix = resolve(info.prompts, info.default_prompt_name, prompt_name=prompt_name,
+                         model=info.name)
+        if prefix or not callable(getattr(self._engine, "embed_both", None)):
+            return self.encode(texts, prompt_name=prompt_name), self.encode(texts, output="token")
+        pairs: list[Any] = []
+        for i in range(0, len(texts), _ENCODE_PIECE):
+            piece = list(texts[i : i + _ENCODE_PIECE])
+            fut = asyncio.run_coroutine_threadsafe(self._submit(piece, "dense_tokens"), self._loop)
+            pairs.extend(fut.result()[0])
+        dense = np.stack([p for p, _ in pairs]) if pairs else np.zeros((0, info.dim), np.float32)
+        return l2_normalize(dense), [l2_normalize(t) if len(t) else t for _, t in pairs]
 
     def token_spans(self, text: str) -> list[tuple[int, int]]:
         return self._engine.token_spans(text)  # type: ignore[no-any-return]

@@ -75,6 +75,7 @@ class _Request:
     ) -> None:
         self.texts = texts
         self.mode = mode  # embed: pooled vectors; tokens / query_tokens: token vectors; pairs: scores
+        # dense_tokens: both
         self.truncate = truncate
         self.limit = limit  # 0: the model's window; else a smaller window (Ollama's num_ctx)
         self.future = future
@@ -179,7 +180,9 @@ class Batcher:
         or with ``counts`` to ``(vectors, token_count, tokens per input)`` (for the cache).
 
         ``mode="tokens"`` (``"query_tokens"``: a ColBERT query) resolves to a list of raw
-        ``(tokens, d)`` arrays instead, ``mode="pairs"`` (texts are ``(query, document)`` tuples)
+        ``(tokens, d)`` arrays instead, ``mode="dense_tokens"`` to a list of (raw vector, raw
+        token vectors) pairs from one run (``embed_both``: a multivector collection's chunks),
+        ``mode="pairs"`` (texts are ``(query, document)`` tuples)
         to raw logits ``(n,)``; all modes share the queue, the windows and the token budget.
 
         ``limit`` (> 1) narrows the window below the model's, like Ollama's ``num_ctx``: longer
@@ -370,8 +373,13 @@ class Batcher:
 
     def _infer(self, mode: str, batch: list[list[int]]) -> Any:
         engine: Any = self.engine
+        out: Any
         if mode == "pairs":
             out = np.asarray(engine.score_ids(batch), dtype=np.float32).reshape(-1)
+        elif mode == "dense_tokens":
+            pooled, tokens = engine.embed_both(batch)
+            out = [(np.asarray(p, dtype=np.float32), np.asarray(t, dtype=np.float32))
+                   for p, t in zip(pooled, tokens)]
         elif mode != "embed":
             out = [np.asarray(v, dtype=np.float32) for v in engine.embed_tokens(batch)]
         else:
