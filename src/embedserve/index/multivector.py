@@ -12,7 +12,9 @@ index, sha256 of the chunk's text), so a re-embedded chunk never scores with sta
 (:func:`embedserve.late_interaction.quantize_tokens`): ``int8`` (one byte a value plus a float
 scale per token: 1/4 of float32; re-scored as stored), ``binary`` (sign bits: 1/32; scored
 asymmetrically, the float query against +-1 tokens), ``float32``. Chunks added before the mode was
-enabled get their vectors on first use.
+enabled get their vectors on first use. A chunk's dense and token vectors come from one run of the
+model (``encode_documents`` with an encoder that has ``encode_with_tokens``), unless a document
+prompt makes the two inputs differ.
 
 Lifecycle. Dropping the collection removes the file (:func:`remove`, with its WAL files). A
 re-embedded document's rows are replaced as a whole (a text that shrank to fewer chunks leaves no
