@@ -72,12 +72,12 @@ def pack(vector: np.ndarray, tokens: int) -> bytes:
     """A value: ``tokens`` and ``vector`` (float32; of any shape holding the ``dim`` values)."""
     if vector.dtype is not F32:  # (float32 on a little-endian machine is this very dtype)
         vector = vector.astype(F32)
-    return tokens.to_bytes(4, "little") + vector.tobytes()
+    return int(tokens).to_bytes(4, "little") + vector.tobytes()
 
 
 def pack_rows(vectors: np.ndarray, rows: Iterable[int], counts: Sequence[int]) -> list[bytes]:
     """:func:`pack` of each of ``rows`` of ``vectors`` with its token count (``counts[row]``)."""
-    return [pack(vectors[r], int(counts[r])) for r in rows]
+    return [pack(vectors[r], counts[r]) for r in rows]
 
 
 def unpack(value: bytes, dim: int) -> tuple[np.ndarray, int] | None:
