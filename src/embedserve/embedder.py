@@ -15,7 +15,7 @@ from embedserve.cache import EmbeddingCache, Keyspace, Lookup, shared_cache
 from embedserve.config import Settings, load
 from embedserve.engine.base import Engine, EngineInfo
 from embedserve.errors import InputTooLong, InvalidInput
-from embedserve.prompts import apply, resolve
+from embedserve.prompts import apply, model_prefix
 from embedserve.vectors import l2_normalize, truncate_dimensions
 
 # Small batches win on CPU: measured on 2 cores, 1024 padded tokens x at most 64 texts ran short
@@ -152,9 +152,7 @@ class Embedder:
         return dict(self._engine.info.prompts)
 
     def _prefix(self, prompt_name: str | None, prompt: str | None) -> str:
-        info = self._engine.info
-        return resolve(info.prompts, info.default_prompt_name, prompt_name=prompt_name,
-                       prompt=prompt, model=info.name)
+        return model_prefix(self._engine.info, prompt_name=prompt_name, prompt=prompt)
 
     def count_tokens(self, texts: Sequence[str], *, truncate: bool = True,
                      prompt_name: str | None = None, prompt: str | None = None) -> list[int]:

@@ -11,6 +11,7 @@ token counts include it, as sentence-transformers counts them.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from embedserve.errors import InvalidInput
 
@@ -43,6 +44,12 @@ def resolve(
     if default_name:
         return prompts.get(default_name, "")
     return ""
+
+
+def model_prefix(info: Any, *, prompt_name: str | None = None, prompt: str | None = None) -> str:
+    """:func:`resolve` for a model (an ``EngineInfo``: its prompts, default prompt and name)."""
+    return resolve(info.prompts, info.default_prompt_name, prompt_name=prompt_name, prompt=prompt,
+                   model=info.name)
 
 
 def unknown_message(name: str, prompts: Mapping[str, str], model: str = "") -> str:

@@ -14,7 +14,6 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from embedserve.cache.keys import (
-    F32,
     cache_keys,
     namespace,
     pack,
@@ -95,13 +94,12 @@ class Keyspace:
     entries (a few dozen at most) are not counted in the LRU's bytes.
     """
 
-    __slots__ = ("_size", "_staged", "cache", "dim", "namespace")
+    __slots__ = ("_staged", "cache", "dim", "namespace")
 
     def __init__(self, cache: EmbeddingCache, namespace: str, dim: int) -> None:
         self.cache = cache
         self.namespace = namespace
         self.dim = dim
-        self._size = 4 + 4 * dim  # a value's bytes (keys.pack)
         self._staged: dict[str, tuple[np.ndarray, int]] = {}  # key -> (raw (1, dim) vector, tokens)
 
     def lookup(self, texts: Sequence[str]) -> Lookup:
@@ -120,10 +118,11 @@ class Keyspace:
         memory = cache.memory
         if memory is not None:
             value = memory.peek(key)
-            if value is not None and len(value) == self._size:
+            hit = None if value is None else unpack(value, self.dim)
+            if hit is not None:
                 memory.touch(key)
                 cache.hits["memory"] += 1
-                return np.frombuffer(value, F32, self.dim, 4).reshape(1, self.dim)
+                return hit[0].reshape(1, self.dim)
             held = self._staged.get(key)
             if held is not None:
                 cache.hits["memory"] += 1

@@ -31,7 +31,7 @@ from embedserve.errors import (
     UpstreamError,
 )
 from embedserve.index.collection import Collection, check_name, model_key
-from embedserve.prompts import apply, resolve
+from embedserve.prompts import apply, model_prefix
 from embedserve.server.body import read_json
 from embedserve.server.errors import status_and_message
 from embedserve.server.openapi import (
@@ -89,9 +89,7 @@ class ManagedEncoder:
             mode = "query_tokens" if role == "query" else "tokens"
             fut = asyncio.run_coroutine_threadsafe(self._submit(list(texts), mode), self._loop)
             return [l2_normalize(v) if len(v) else v for v in fut.result()[0]]
-        info = self.info
-        texts = apply(resolve(info.prompts, info.default_prompt_name, prompt_name=prompt_name,
-                              model=info.name), list(texts))
+        texts = apply(model_prefix(self.info, prompt_name=prompt_name), list(texts))
         out = []
         for i in range(0, len(texts), _ENCODE_PIECE):
             fut = asyncio.run_coroutine_threadsafe(self._submit(list(texts[i : i + _ENCODE_PIECE])), self._loop)
@@ -108,9 +106,7 @@ class ManagedEncoder:
         import numpy as np
 
         info = self.info
-        prefix = resolve(info.prompts, info.default_prompt_name, prompt_name=prompt_name,
-                         model=info.name)
-        if prefix or not callable(getattr(self._engine, "embed_both", None)):
+        if model_prefix(info, prompt_name=prompt_name) or not callable(getattr(self._engine, "embed_both", None)):
             return self.encode(texts, prompt_name=prompt_name), self.encode(texts, output="token")
         pairs: list[Any] = []
         for i in range(0, len(texts), _ENCODE_PIECE):

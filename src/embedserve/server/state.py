@@ -15,7 +15,7 @@ from embedserve.cache import EmbeddingCache
 from embedserve.cache.serve import embed_cached
 from embedserve.config import Settings
 from embedserve.errors import InvalidModelName, ModelNotFound, TooManyInputs
-from embedserve.prompts import apply, resolve
+from embedserve.prompts import apply, model_prefix
 from embedserve.server.errors import HTTPError
 from embedserve.service.admission import Admission
 from embedserve.service.manager import ModelManager, ResidentModel
@@ -153,8 +153,7 @@ async def _embed(
             vectors, tokens = await pending
             return EmbedResult(vectors, tokens, load_ns)
         info = resident.engine.info  # the model's prompts are for sentence embeddings only
-        sentences = apply(resolve(info.prompts, info.default_prompt_name, prompt_name=prompt_name,
-                                  model=info.name), cast(list[str], texts))
+        sentences = apply(model_prefix(info, prompt_name=prompt_name), cast(list[str], texts))
         vectors, tokens = await embed_cached(
             state.cache, resident.batcher, info, sentences,
             truncate=truncate, limit=limit, wait=wait, on_compute=on_compute,
